@@ -1,0 +1,69 @@
+//! The one error type every program returns to its `main`: a message and
+//! the exit code SPEC.md assigns to that class of failure.
+
+use std::fmt;
+
+/// Normal end.
+pub const EXIT_OK: u8 = 0;
+/// TLS configuration error: a key, certificate or trust anchor that cannot be used.
+pub const EXIT_CONFIG: u8 = 96;
+/// The TLS engine could not be set up.
+pub const EXIT_SETUP: u8 = 97;
+/// TLS error while running: handshake failure, bad record, timeout.
+pub const EXIT_TLS: u8 = 98;
+/// Wrong usage, or a missing or invalid environment variable.
+pub const EXIT_USAGE: u8 = 100;
+/// A system call failed.
+pub const EXIT_SYS: u8 = 111;
+
+/// A fatal error: printed once as `PROGNAME: fatal: message`, then the
+/// process exits with `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fatal {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Fatal {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Fatal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(EXIT_USAGE, message)
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(EXIT_CONFIG, message)
+    }
+
+    pub fn tls(message: impl Into<String>) -> Self {
+        Self::new(EXIT_TLS, message)
+    }
+
+    /// A failed system call: `unable to WHAT: strerror`.
+    pub fn sys(what: impl fmt::Display, err: impl Into<std::io::Error>) -> Self {
+        Self::new(
+            EXIT_SYS,
+            format!("unable to {what}: {}", describe_io(&err.into())),
+        )
+    }
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// An I/O error as the C library would print it (`Permission denied`),
+/// without Rust's `(os error 13)` suffix.
+pub fn describe_io(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => err.to_string(),
+    }
+}

@@ -1,0 +1,191 @@
+//! Certificate selection by the client's SNI: the `KEYFILE:name` /
+//! `CERTFILE:name` pairs found in the environment, name normalisation, and
+//! the matching order of SPEC.md (exact name, then a one-label
+//! `*.parent` wildcard, then the plain pair, else no certificate).
+
+use crate::error::Fatal;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+/// Lowercases a DNS name and drops one trailing dot; `None` if nothing is left.
+pub fn normalize(name: &str) -> Option<String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (!name.is_empty()).then(|| name.to_ascii_lowercase())
+}
+
+/// One `KEYFILE:name` / `CERTFILE:name` pair from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedPair {
+    pub name: String,
+    pub cert: OsString,
+    pub key: OsString,
+}
+
+/// Finds every `KEYFILE:name` / `CERTFILE:name` pair. A name with only one
+/// half of its pair, or a wildcard over a top-level domain, is an error (96).
+pub fn scan_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Vec<NamedPair>, Fatal> {
+    let mut keys = Vec::new();
+    let mut certs = Vec::new();
+    for (var, value) in vars {
+        let bytes = var.as_bytes();
+        if let Some(name) = bytes.strip_prefix(b"KEYFILE:") {
+            keys.push((name.to_vec(), value));
+        } else if let Some(name) = bytes.strip_prefix(b"CERTFILE:") {
+            certs.push((name.to_vec(), value));
+        }
+    }
+    let shown = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
+    let mut pairs = Vec::new();
+    for (name, key) in keys {
+        let Some(pos) = certs.iter().position(|(n, _)| *n == name) else {
+            return Err(Fatal::config(format!(
+                "KEYFILE:{} is set but CERTFILE:{} is not",
+                shown(&name),
+                shown(&name)
+            )));
+        };
+        let (_, cert) = certs.swap_remove(pos);
+        let normal = std::str::from_utf8(&name).ok().and_then(normalize);
+        let Some(normal) = normal.filter(|n| valid_pattern(n)) else {
+            return Err(Fatal::config(format!(
+                "KEYFILE:{}: not a usable server name",
+                shown(&name)
+            )));
+        };
+        pairs.push(NamedPair {
+            name: normal,
+            cert,
+            key,
+        });
+    }
+    if let Some((name, _)) = certs.first() {
+        return Err(Fatal::config(format!(
+            "CERTFILE:{} is set but KEYFILE:{} is not",
+            shown(name),
+            shown(name)
+        )));
+    }
+    pairs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(pairs)
+}
+
+/// A name from the environment is a DNS name, or `*.` followed by a name
+/// of at least two labels (never `*.tld`).
+fn valid_pattern(name: &str) -> bool {
+    let plain = |n: &str| !n.is_empty() && n.split('.').all(|l| !l.is_empty() && !l.contains('*'));
+    match name.strip_prefix("*.") {
+        Some(parent) => plain(parent) && parent.contains('.'),
+        None => plain(name),
+    }
+}
+
+/// Does `pattern` (normalised, from the environment) match `host`
+/// (normalised, from the client)? Wildcards cover exactly one label.
+pub fn matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(parent) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => pattern == host,
+    }
+}
+
+/// The certificates a server may present, and the rule to choose one.
+#[derive(Debug, Default)]
+pub struct Selector {
+    named: Vec<(String, Arc<CertifiedKey>)>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl Selector {
+    pub fn new(
+        named: Vec<(String, Arc<CertifiedKey>)>,
+        default: Option<Arc<CertifiedKey>>,
+    ) -> Self {
+        Selector { named, default }
+    }
+
+    pub fn select(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if let Some(host) = sni.and_then(normalize) {
+            let exact = self
+                .named
+                .iter()
+                .find(|(p, _)| !p.starts_with("*.") && *p == host);
+            let wild = || {
+                self.named
+                    .iter()
+                    .find(|(p, _)| p.starts_with("*.") && matches(p, &host))
+            };
+            if let Some((_, key)) = exact.or_else(wild) {
+                return Some(key.clone());
+            }
+        }
+        self.default.clone()
+    }
+}
+
+impl ResolvesServerCert for Selector {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.select(hello.server_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_covers_one_label() {
+        assert!(matches("*.example.org", "mail.example.org"));
+        assert!(!matches("*.example.org", "example.org"));
+        assert!(!matches("*.example.org", "a.b.example.org"));
+        assert!(!matches("*.example.org", ".example.org"));
+        assert!(matches("mail.example.org", "mail.example.org"));
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(valid_pattern("*.example.org"));
+        assert!(!valid_pattern("*.org"));
+        assert!(!valid_pattern("*"));
+        assert!(!valid_pattern("a.*.org"));
+        assert!(!valid_pattern("a..org"));
+        assert_eq!(
+            normalize("Mail.Example.ORG.").as_deref(),
+            Some("mail.example.org")
+        );
+        assert_eq!(normalize("."), None);
+    }
+
+    #[test]
+    fn env_pairs() {
+        let v = |a: &str, b: &str| (OsString::from(a), OsString::from(b));
+        let pairs = scan_env([
+            v("KEYFILE:A.org", "k"),
+            v("CERTFILE:A.org", "c"),
+            v("PATH", "/bin"),
+        ])
+        .unwrap();
+        assert_eq!(
+            pairs,
+            vec![NamedPair {
+                name: "a.org".into(),
+                cert: "c".into(),
+                key: "k".into()
+            }]
+        );
+        assert_eq!(scan_env([v("KEYFILE:x.org", "k")]).unwrap_err().code, 96);
+        assert_eq!(scan_env([v("CERTFILE:x.org", "c")]).unwrap_err().code, 96);
+        assert_eq!(
+            scan_env([v("KEYFILE:*.org", "k"), v("CERTFILE:*.org", "c")])
+                .unwrap_err()
+                .code,
+            96
+        );
+    }
+}
