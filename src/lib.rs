@@ -12,6 +12,9 @@
 //! - [`info`]: the connection information string;
 //! - [`dn`]: the subject of a certificate as text;
 //! - [`fds`]: descriptors named on the command line;
+//! - [`plumbing`]: pipes, socket pairs, fork and exec for the wrappers;
+//! - [`ucspitlsd`], [`tlsd`]: the flows of s6-ucspitlsd and s6-tlsd;
+//! - [`ucspi`]: the application side of UCSPI-TLS, for programs;
 //! - [`log`], [`error`]: messages and exit codes.
 pub mod config;
 pub mod dn;
@@ -22,5 +25,9 @@ pub mod info;
 pub mod log;
 pub mod opts;
 pub mod pki;
+pub mod plumbing;
 pub mod privs;
 pub mod sni;
+pub mod tlsd;
+pub mod ucspi;
+pub mod ucspitlsd;
