@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 const NET_READ: usize = 32 * 1024;
 /// Bytes read from the application in one call.
 const APP_READ: usize = 32 * 1024;
+/// How often, while lingering at the exit, we look whether the peer has
+/// acknowledged everything.
+const LINGER_CHECK: Duration = Duration::from_millis(5);
 
 /// The four descriptors and what the engine does on its exit.
 pub struct Fds {
@@ -71,8 +74,13 @@ pub struct Tunnel {
     conn: ServerConnection,
     log: Log,
     opts: Options,
+    /// The network descriptors, while that direction is in use.
     net_in: Option<OwnedFd>,
     net_out: Option<OwnedFd>,
+    /// The network descriptors whose direction has ended with a
+    /// `shutdown`, kept open until the exit: see [`Tunnel::linger`].
+    parked_in: Option<OwnedFd>,
+    parked_out: Option<OwnedFd>,
     app_in: Option<OwnedFd>,
     app_out: Option<OwnedFd>,
     notify: Option<OwnedFd>,
@@ -86,6 +94,8 @@ pub struct Tunnel {
     handshake_done: bool,
     /// The peer will send nothing more: close_notify or EOF seen.
     peer_done: bool,
+    /// The network's EOF itself was read.
+    peer_eof: bool,
     /// The application will send nothing more.
     app_eof: bool,
     /// After the application's EOF, the half-close or close_notify is queued.
@@ -136,6 +146,8 @@ impl Tunnel {
             opts: opts.clone(),
             net_in: Some(fds.net_in),
             net_out: Some(fds.net_out),
+            parked_in: None,
+            parked_out: None,
             app_in: Some(fds.app_in),
             app_out: Some(fds.app_out),
             notify: fds.notify,
@@ -151,6 +163,7 @@ impl Tunnel {
             app_writable: true,
             handshake_done: false,
             peer_done: false,
+            peer_eof: false,
             app_eof: false,
             closing_queued: false,
             started: now,
@@ -163,16 +176,74 @@ impl Tunnel {
         loop {
             self.pump()?;
             if self.finished() {
-                return Ok(());
+                return self.linger();
             }
             self.wait()?;
         }
     }
 
+    /// Before the descriptors are closed at the exit. Closing a TCP socket
+    /// that holds unread input makes the kernel send a reset instead of
+    /// a FIN, and a reset destroys whatever the peer has not acknowledged
+    /// yet: the application's last bytes, our close_notify, our FIN. That
+    /// input exists when we stopped reading before the peer's EOF (the
+    /// application stopped reading, -S under TLS 1.2) and the peer kept
+    /// sending. So, unless the peer's EOF was read (or it sent its
+    /// close_notify and nothing after it is waiting), discard its input
+    /// until everything we sent is acknowledged, the connection fails, or
+    /// -K passes without progress. On a descriptor that is not a TCP
+    /// socket there is nothing to wait for.
+    fn linger(&mut self) -> Result<(), Fatal> {
+        let input = self.net_in.take().or_else(|| self.parked_in.take());
+        let output = self.net_out.take().or_else(|| self.parked_out.take());
+        let (Some(input), Some(output)) = (input, output) else {
+            return Ok(());
+        };
+        if self.peer_eof || (self.peer_done && queued_input(input.as_fd()) == Some(0)) {
+            return Ok(());
+        }
+        let Some(mut unacked) = unacked_output(output.as_fd()) else {
+            return Ok(());
+        };
+        self.log
+            .debug("waiting for the peer to acknowledge our last bytes");
+        loop {
+            // FIONREAD rather than read's 0: after shutdown(SHUT_RD), read
+            // returns 0 on an empty queue, and poll always says readable.
+            while let Some(queued @ 1..) = queued_input(input.as_fd()) {
+                let len = queued.min(self.net_buf.buf.len());
+                match nix::unistd::read(&input, &mut self.net_buf.buf[..len]) {
+                    Ok(0) => break,
+                    Ok(_) => self.last_activity = Instant::now(),
+                    Err(Errno::EINTR) => {}
+                    Err(_) => return Ok(()),
+                }
+            }
+            let pending = match unacked_output(output.as_fd()) {
+                Some(n) if n > 0 => n,
+                _ => return Ok(()),
+            };
+            // A reset leaves the unacknowledged count as it was.
+            let failed = nix::sys::socket::getsockopt(&output, sockopt::SocketError);
+            if !matches!(failed, Ok(0)) {
+                return Ok(());
+            }
+            if pending < unacked {
+                unacked = pending;
+                self.last_activity = Instant::now();
+            }
+            self.check_deadlines()?;
+            // No event says "acknowledged": look again shortly.
+            std::thread::sleep(LINGER_CHECK);
+        }
+    }
+
     fn finished(&self) -> bool {
-        // Before the handshake the application cannot send anything, so a
-        // gone reader means nothing more can move.
-        self.app_out.is_none() && (self.net_out.is_none() || !self.handshake_done)
+        // Even when the application stopped reading before the handshake
+        // completed, what it wrote (or still writes) on fdr must go out
+        // once the handshake is done: only the end of both directions
+        // ends the tunnel.
+        self.app_out.is_none() && self.net_out.is_none()
     }
 
     /// Moves every byte that can move without blocking.
@@ -193,7 +264,9 @@ impl Tunnel {
     fn net_to_app(&mut self) -> Result<bool, Fatal> {
         let mut progress = false;
         loop {
-            if self.app_out.is_none() {
+            // Without a reader, the network is still read until the
+            // handshake is done (see app_stopped_reading).
+            if self.app_out.is_none() && self.handshake_done {
                 return Ok(progress);
             }
             match self.deliver()? {
@@ -227,6 +300,7 @@ impl Tunnel {
         loop {
             match nix::unistd::read(fd, &mut self.net_buf.buf) {
                 Ok(0) => {
+                    self.peer_eof = true;
                     self.on_peer_eof()?;
                     return Ok(true);
                 }
@@ -309,7 +383,9 @@ impl Tunnel {
     /// Writes decrypted data to the application.
     fn deliver(&mut self) -> Result<Delivery, Fatal> {
         let Some(fd) = self.app_out.as_ref() else {
-            return Ok(Delivery::Blocked);
+            // Nobody to deliver to (only reachable during the handshake,
+            // when there is no application data yet).
+            return Ok(Delivery::Empty);
         };
         let mut reader = self.conn.reader();
         let chunk = match reader.fill_buf() {
@@ -370,12 +446,23 @@ impl Tunnel {
     }
 
     /// The application closed its reading end: nothing we receive can be
-    /// delivered any more, so stop receiving.
+    /// delivered any more, so stop receiving — once the handshake is done,
+    /// since the handshake itself needs the network, and the application
+    /// may still be writing (its data goes out after the handshake).
     fn app_stopped_reading(&mut self) {
         self.log.debug("application stopped reading");
         self.app_out = None;
+        if self.handshake_done {
+            self.stop_reading_network();
+        }
+    }
+
+    /// Shuts down the network's read side. The descriptor stays open
+    /// until the exit (see [`Tunnel::linger`]).
+    fn stop_reading_network(&mut self) {
         if let Some(fd) = self.net_in.take() {
             let _ = shutdown(fd.as_raw_fd(), Shutdown::Read);
+            self.parked_in = Some(fd);
         }
     }
 
@@ -460,7 +547,9 @@ impl Tunnel {
             return Ok(false);
         }
         let fd = self.net_out.take().expect("checked above");
-        if shutdown(fd.as_raw_fd(), Shutdown::Write).is_err() {
+        if shutdown(fd.as_raw_fd(), Shutdown::Write).is_ok() {
+            self.parked_out = Some(fd);
+        } else {
             // Not a socket: closing our end is the only EOF we can give.
             drop(fd);
         }
@@ -469,7 +558,9 @@ impl Tunnel {
         {
             // TLS 1.2 has no half-close: the connection ends here.
             self.close_app_out();
-            self.net_in = None;
+            if let Some(fd) = self.net_in.take() {
+                self.parked_in = Some(fd);
+            }
         }
         Ok(true)
     }
@@ -477,6 +568,10 @@ impl Tunnel {
     fn on_handshake(&mut self) {
         self.handshake_done = true;
         self.app_readable = true;
+        if self.app_out.is_none() {
+            // The application stopped reading during the handshake.
+            self.stop_reading_network();
+        }
         let entries = info::entries(&self.conn);
         if self.log.verbosity >= 2 {
             let value = |i: usize| entries[i].1.as_deref().unwrap_or("-").to_owned();
@@ -502,7 +597,7 @@ impl Tunnel {
     /// Sleeps in poll until a descriptor is ready or a deadline passes.
     fn wait(&mut self) -> Result<(), Fatal> {
         let plaintext_waiting = matches!(self.conn.reader().fill_buf(), Ok(c) if !c.is_empty());
-        let want_net_read = self.app_out.is_some()
+        let want_net_read = (self.app_out.is_some() || !self.handshake_done)
             && !self.peer_done
             && !self.net_readable
             && self.net_buf.pending().is_empty()
@@ -617,6 +712,30 @@ impl Tunnel {
         }
         Ok(())
     }
+}
+
+/// Bytes received on a socket and not read yet (FIONREAD); `None` if the
+/// descriptor cannot tell.
+fn queued_input(fd: BorrowedFd<'_>) -> Option<usize> {
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    let rc = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &mut n) };
+    (rc == 0).then(|| usize::try_from(n).unwrap_or(0))
+}
+
+/// Bytes sent on a TCP socket and not acknowledged by the peer yet
+/// (SIOCOUTQ, which also counts our FIN); `None` if not a TCP socket.
+fn unacked_output(fd: BorrowedFd<'_>) -> Option<usize> {
+    nix::sys::socket::getsockopt(&fd, sockopt::SockType)
+        .ok()
+        .filter(|t| *t == nix::sys::socket::SockType::Stream)?;
+    nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd())
+        .ok()
+        .filter(|a| a.as_sockaddr_in().is_some() || a.as_sockaddr_in6().is_some())?;
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+    let rc = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::TIOCOUTQ, &mut n) };
+    (rc == 0).then(|| usize::try_from(n).unwrap_or(0))
 }
 
 fn watch(fd: &Option<OwnedFd>, wanted: bool) -> Option<BorrowedFd<'_>> {
