@@ -5,10 +5,12 @@
 //!
 //! Each direction is a small state machine. Network to application ends
 //! when the peer's close_notify or EOF has been delivered (then `fdw` is
-//! closed), or when the application stops reading (then the network's
-//! read side is shut down). Application to network ends when the
-//! application's EOF has been flushed and answered with a half-close or a
-//! close_notify. The process exits when both have ended.
+//! closed), or when the application stops reading (then the network is
+//! no longer read, once the handshake is done). Application to network
+//! ends when the application's EOF has been flushed and answered with a
+//! half-close or a close_notify. The process exits when both have ended,
+//! after making sure its last bytes are not destroyed by a TCP reset
+//! (see [`Tunnel::linger`]).
 
 use crate::error::{describe_io, Fatal, EXIT_SYS};
 use crate::info;
@@ -208,13 +210,18 @@ impl Tunnel {
         self.log
             .debug("waiting for the peer to acknowledge our last bytes");
         loop {
-            // FIONREAD rather than read's 0: after shutdown(SHUT_RD), read
-            // returns 0 on an empty queue, and poll always says readable.
-            while let Some(queued @ 1..) = queued_input(input.as_fd()) {
+            // Only what is queued now (FIONREAD): a read must not block,
+            // and a peer that keeps sending must not keep us from looking
+            // at the acknowledgements.
+            let mut queued = queued_input(input.as_fd()).unwrap_or(0);
+            while queued > 0 {
                 let len = queued.min(self.net_buf.buf.len());
                 match nix::unistd::read(&input, &mut self.net_buf.buf[..len]) {
                     Ok(0) => break,
-                    Ok(_) => self.last_activity = Instant::now(),
+                    Ok(n) => {
+                        queued -= n.min(queued);
+                        self.last_activity = Instant::now();
+                    }
                     Err(Errno::EINTR) => {}
                     Err(_) => return Ok(()),
                 }
@@ -457,11 +464,17 @@ impl Tunnel {
         }
     }
 
-    /// Shuts down the network's read side. The descriptor stays open
+    /// Stops reading the network: the peer's data stays in the socket,
+    /// and flow control soon stops the peer. The descriptor stays open
     /// until the exit (see [`Tunnel::linger`]).
+    ///
+    /// No `shutdown(SHUT_RD)`: it sends nothing, but on Linux a socket
+    /// shut down for reading whose FIN has been sent answers any further
+    /// data from the peer with an immediate reset, which destroys what
+    /// the peer has not acknowledged yet — the application's last bytes,
+    /// which must be delivered.
     fn stop_reading_network(&mut self) {
         if let Some(fd) = self.net_in.take() {
-            let _ = shutdown(fd.as_raw_fd(), Shutdown::Read);
             self.parked_in = Some(fd);
         }
     }
