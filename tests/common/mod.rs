@@ -1520,3 +1520,46 @@ pub fn client_hello(setup: &ClientSetup, server_name: &str) -> Vec<u8> {
     }
     out
 }
+
+/// The openssl command line tool (OpenSSL 3), for conversions the tests
+/// need and for `s_client`.
+pub const OPENSSL: &str = "/usr/bin/openssl";
+
+/// Runs `openssl ARGS...` to completion (bounded by [`DEADLINE`]) and
+/// returns its stdout; panics if it fails.
+pub fn run_openssl<I, S>(args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let child = Command::new(OPENSSL)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {OPENSSL}: {e}"));
+    let mut guard = ChildGuard(child);
+    let stdout = drain(guard.0.stdout.take().expect("stdout"));
+    let stderr = drain(guard.0.stderr.take().expect("stderr"));
+    // On expiry the child is killed, so both pipes reach EOF.
+    let status = guard.wait_within(DEADLINE);
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    assert!(
+        status.success(),
+        "openssl {args:?}: {status}: {}",
+        String::from_utf8_lossy(&stderr)
+    );
+    stdout
+}
+
+/// Reads `r` to its end in a thread.
+pub fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
