@@ -163,7 +163,7 @@ fn unreadable_key_or_certificate_is_96() {
     );
     if !is_root() {
         let locked = dir.write("locked.key", &pki().server_p256.key_pem);
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
         assert_config_error(
             &[("CERTFILE", &cert), ("KEYFILE", &locked)],
             &[],
