@@ -74,8 +74,19 @@ const SHOWN: [(&str, &[u8]); 6] = [
     ("CN", &[0x55, 0x04, 0x03]),
 ];
 
-/// Decodes one directory string to UTF-8.
+/// Decodes one directory string to UTF-8. A NUL character cannot be
+/// shown: the subject travels in a NUL-separated information string and
+/// then in an environment variable, so a value holding one is undecodable
+/// (and the subject `<invalid>`), never cut short or split into entries.
 fn decode_string(tag: u8, body: &[u8]) -> Result<String, &'static str> {
+    let text = decode_any(tag, body)?;
+    if text.contains('\0') {
+        return Err("NUL character in a subject attribute");
+    }
+    Ok(text)
+}
+
+fn decode_any(tag: u8, body: &[u8]) -> Result<String, &'static str> {
     let bad = "undecodable string";
     match tag {
         // UTF8String, PrintableString, IA5String, NumericString, VisibleString

@@ -8,18 +8,24 @@ use rustls::{CipherSuite, ProtocolVersion};
 /// One entry: a value, or `None` for "this variable is unset".
 pub type Entry = (String, Option<String>);
 
-/// Encodes entries; names and values must not contain `\0` (and names no `=`).
+/// Encodes entries. Names must be non-empty without `\0` or `=`, values
+/// without `\0`; the encoding can carry nothing else. An entry that breaks
+/// these rules is not allowed to change the meaning of the others: a bad
+/// name is left out, a value holding `\0` is sent as a bare name (unset).
 pub fn encode(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    for (name, value) in entries {
+    let usable = |name: &String| !name.is_empty() && !name.contains(['\0', '=']);
+    let mut any = false;
+    for (name, value) in entries.iter().filter(|(name, _)| usable(name)) {
+        any = true;
         out.extend_from_slice(name.as_bytes());
-        if let Some(v) = value {
+        if let Some(v) = value.as_ref().filter(|v| !v.contains('\0')) {
             out.push(b'=');
             out.extend_from_slice(v.as_bytes());
         }
         out.push(0);
     }
-    if entries.is_empty() {
+    if !any {
         out.push(0);
     }
     out.push(0);

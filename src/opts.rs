@@ -125,7 +125,7 @@ const fn spec(
 }
 
 fn known(program: Program, spec: &Spec) -> bool {
-    spec.only.is_none_or(|list| list.contains(&program))
+    spec.only.map_or(true, |list| list.contains(&program))
 }
 
 /// Parses `args` (without argv\[0\]); returns the options and the operands
@@ -135,7 +135,15 @@ pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsStri
     let mut opts = Options::default();
     let mut i = 0;
     while i < args.len() {
-        let Some(word) = args[i].to_str() else { break };
+        let Some(word) = args[i].to_str() else {
+            // Not UTF-8, so no option we know: an operand, unless it
+            // starts with `-` (then it is an unknown option, as skalibs,
+            // which works on bytes, would say).
+            if args[i].as_encoded_bytes().starts_with(b"-") {
+                return Err(usage());
+            }
+            break;
+        };
         if word == "--" {
             i += 1;
             break;

@@ -25,7 +25,8 @@ pub struct NamedPair {
 }
 
 /// Finds every `KEYFILE:name` / `CERTFILE:name` pair. A name with only one
-/// half of its pair, or a wildcard over a top-level domain, is an error (96).
+/// half of its pair, a wildcard over a top-level domain, or two names that
+/// are the same once normalised are an error (96).
 pub fn scan_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Vec<NamedPair>, Fatal> {
@@ -57,11 +58,14 @@ pub fn scan_env(
                 shown(&name)
             )));
         };
-        pairs.push(NamedPair {
-            name: normal,
-            cert,
-            key,
-        });
+        pairs.push((
+            shown(&name),
+            NamedPair {
+                name: normal,
+                cert,
+                key,
+            },
+        ));
     }
     if let Some((name, _)) = certs.first() {
         return Err(Fatal::config(format!(
@@ -70,8 +74,16 @@ pub fn scan_env(
             shown(name)
         )));
     }
-    pairs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(pairs)
+    pairs.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name));
+    // Names equal once normalised (`A.org`, `a.org.`) would leave the
+    // choice of certificate to the order of the environment.
+    if let Some(w) = pairs.windows(2).find(|w| w[0].1.name == w[1].1.name) {
+        return Err(Fatal::config(format!(
+            "KEYFILE:{} and KEYFILE:{} name the same server {}",
+            w[0].0, w[1].0, w[0].1.name
+        )));
+    }
+    Ok(pairs.into_iter().map(|(_, pair)| pair).collect())
 }
 
 /// A name from the environment is a DNS name, or `*.` followed by a name
