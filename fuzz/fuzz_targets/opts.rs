@@ -1,0 +1,71 @@
+//! Arbitrary argv for each program: `opts::parse` returns the options and
+//! the operands, or a usage error (exit 100, message `usage: ...`); never
+//! panics. What it accepts obeys the skalibs rules: the operands are the
+//! words after `--` or from the first word not starting with `-`, and the
+//! options survive a trip through `engine_args`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use s6_tls::opts::{self, Program};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let program = match selector % 3 {
+        0 => Program::TlsdIo,
+        1 => Program::Ucspitlsd,
+        _ => Program::Tlsd,
+    };
+    let args: Vec<OsString> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split(|&b| b == 0)
+            .map(|w| OsString::from_vec(w.to_vec()))
+            .collect()
+    };
+    match opts::parse(program, &args) {
+        Err(e) => {
+            assert_eq!(e.code, 100, "{args:?}: {e:?}");
+            assert!(e.message.starts_with("usage: "), "{args:?}: {e:?}");
+            assert!(!e.message.contains('\n'), "{e:?}");
+        }
+        Ok((o, operands)) => {
+            match program {
+                Program::TlsdIo => assert_eq!(operands.len(), 2, "{args:?}"),
+                _ => assert!(!operands.is_empty(), "{args:?}"),
+            }
+            // The operands are a suffix of argv ...
+            let start = args.len() - operands.len();
+            assert_eq!(&args[start..], &operands[..]);
+            // ... that starts after `--` or at a word that is not an option.
+            let first = operands[0].as_bytes();
+            let after_dashdash = start > 0 && args[start - 1].as_bytes() == b"--";
+            assert!(
+                after_dashdash || first == b"-" || !first.starts_with(b"-"),
+                "{args:?}"
+            );
+            if program == Program::TlsdIo {
+                assert!(!o.keep_env);
+            } else {
+                assert_eq!(o.notif_fd, None);
+            }
+            // What s6-ucspitlsd/s6-tlsd pass on reads back the same.
+            let mut words: Vec<OsString> = opts::engine_args(&o)
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+            words.extend([OsString::from("0"), OsString::from("1")]);
+            let (back, _) = opts::parse(Program::TlsdIo, &words).expect("engine_args parse");
+            assert_eq!(back.close_notify, o.close_notify);
+            assert_eq!(back.enforce_close_notify, o.enforce_close_notify);
+            assert_eq!(back.client_cert, o.client_cert);
+            assert_eq!(back.verbosity, o.verbosity);
+            assert_eq!(back.kimeout_ms, o.kimeout_ms);
+            assert_eq!(back.handshake_timeout_ms, o.handshake_timeout_ms);
+            assert_eq!(back.sni_level, o.sni_level);
+        }
+    }
+});
