@@ -1,0 +1,800 @@
+//! s6-tlsd-io: certificates. Key types and encodings, chains, SNI
+//! selection, client certificates and trust anchors, the information
+//! string byte for byte, OpenSSL cipher names, and `openssl s_client`.
+
+mod common;
+
+use common::*;
+use rcgen::DnType;
+use rustls::crypto::aws_lc_rs::cipher_suite as suite;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BOTH: [Versions; 2] = [Versions::Tls13, Versions::Tls12];
+
+/// Runs a session to its clean end (data both ways, close_notify, the
+/// app's EOF) and returns the information string from fd 5.
+fn info_of(spawn: Spawn, setup: &ClientSetup, server_name: &str) -> Vec<u8> {
+    let mut s = session(spawn, setup, server_name);
+    let info = s.engine.read_notification();
+    s.client.send(b"ping").unwrap();
+    assert_eq!(s.engine.app_read_exact(4), b"ping");
+    s.engine.app_write(b"pong").unwrap();
+    assert_eq!(s.client.recv_exact(4), b"pong");
+    s.client.close_notify().unwrap();
+    assert_eq!(s.engine.app_read_to_eof(), b"");
+    s.engine.close_app_in();
+    s.engine.wait().assert_clean(0);
+    info
+}
+
+/// The value of one entry of an information string.
+fn entry(info: &[u8], name: &str) -> Option<String> {
+    decode_info(info)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name} in {info:?}"))
+        .1
+}
+
+/// s6-tlsd-io with `args`, `-d 5`, the standard server pair and
+/// `CAFILE` = the standard CA.
+fn with_ca(dir: &TempDir, args: &[&str]) -> Spawn {
+    let ca = dir.write("ca.pem", pki().ca.cert_pem());
+    let mut words = args.to_vec();
+    words.extend(["-d", "5"]);
+    standard(dir, &words).notify(5).env("CAFILE", ca)
+}
+
+/// Expects the handshake to fail on the engine's side with 98 and a
+/// message starting with `reason`; no information string is sent.
+fn expect_handshake_failure(spawn: Spawn, setup: &ClientSetup, name: &str, reason: &str) -> Exit {
+    let (client_sock, server_sock) = tcp_pair();
+    let mut engine = spawn.spawn(Some(server_sock));
+    let mut c = TlsClient::new(client_sock, setup, name);
+    // Under TLS 1.3 the client may finish first; it then learns of the
+    // failure from the alert when it reads.
+    if c.handshake().is_ok() {
+        let mut buf = [0; 16];
+        assert!(c.recv(&mut buf).is_err(), "the client should see an alert");
+    }
+    let exit = engine.wait_within(Duration::from_secs(10));
+    exit.assert_fatal(98, &format!("TLS handshake failed: {reason}"));
+    if engine.notify.is_some() {
+        assert_eq!(engine.read_notification(), b"", "no information string");
+    }
+    exit
+}
+
+// ---------------------------------------------------------------------
+// The information string
+
+#[test]
+fn information_string_without_client_certificate_or_sni() {
+    for d in [
+        &["-d", "5"][..],
+        &["-d5"],
+        &["--notification-fd=5"],
+        &["--notification-fd", "5"],
+    ] {
+        let dir = TempDir::new("info0");
+        let info = info_of(
+            standard(&dir, d).notify(5),
+            &ClientSetup::new().versions(Versions::Tls13),
+            "127.0.0.1",
+        );
+        assert_eq!(
+            info,
+            b"SSL_PROTOCOL=TLSv1.3\0SSL_CIPHER=TLS_AES_256_GCM_SHA384\0SSL_TLS_SNI_SERVERNAME\0\
+              SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0\0",
+            "{d:?}: {}",
+            String::from_utf8_lossy(&info)
+        );
+    }
+}
+
+#[test]
+fn information_string_with_everything() {
+    let dir = TempDir::new("info1");
+    let client = &pki().client_full;
+    let setup = ClientSetup::new()
+        .versions(Versions::Tls12)
+        .suites(&[suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256])
+        .identity(client);
+    let info = info_of(with_ca(&dir, &["-Y"]), &setup, "localhost");
+    let expected = format!(
+        "SSL_PROTOCOL=TLSv1.2\0SSL_CIPHER=ECDHE-ECDSA-AES128-GCM-SHA256\0\
+         SSL_TLS_SNI_SERVERNAME=localhost\0SSL_PEER_CERT_HASH=SHA256:{}\0\
+         SSL_PEER_CERT_SUBJECT={CLIENT_FULL_SUBJECT}\0\0",
+        sha256_hex(&client.cert)
+    );
+    assert_eq!(String::from_utf8(info).unwrap(), expected);
+    // The hash is of the DER certificate, in lowercase hex.
+    assert_eq!(client.sha256().len(), 64);
+    assert!(client
+        .sha256()
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+}
+
+/// Subjects: attribute order, escaping, UTF-8, and the bare name when no
+/// shown attribute is present.
+#[test]
+fn subject_formats_and_escaping() {
+    let dc = DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 25]);
+    type Subject<'a> = Vec<(DnType, &'a str)>;
+    let cases: Vec<(Subject, Option<&str>)> = vec![
+        (
+            vec![(DnType::CommonName, "a,b=c+d<e>f#g\\h;i")],
+            Some("CN=a\\,b\\=c\\+d\\<e\\>f\\#g\\\\h;i"),
+        ),
+        (
+            vec![(DnType::CommonName, " lead trail ")],
+            Some("CN=\\ lead trail\\ "),
+        ),
+        (
+            vec![(DnType::CommonName, "line1\nline2")],
+            Some("CN=line1\\\nline2"),
+        ),
+        (
+            vec![
+                (DnType::CommonName, "Zoë 🦀"),
+                (DnType::OrganizationName, "Société Générale"),
+                (DnType::CountryName, "FR"),
+            ],
+            Some("C=FR, O=Société Générale, CN=Zoë 🦀"),
+        ),
+        (
+            vec![
+                (dc.clone(), "example"),
+                (DnType::OrganizationalUnitName, "+unit+"),
+            ],
+            Some("OU=\\+unit\\+"),
+        ),
+        (vec![(dc, "example")], None),
+        (vec![], None),
+    ];
+    for (subject, expected) in cases {
+        let leaf = pki().ca.client(&subject, KeyKind::EcdsaP256);
+        let dir = TempDir::new("subject");
+        let info = info_of(
+            with_ca(&dir, &["-y"]),
+            &ClientSetup::new().identity(&leaf),
+            "localhost",
+        );
+        assert_eq!(
+            entry(&info, "SSL_PEER_CERT_SUBJECT").as_deref(),
+            expected,
+            "{subject:?}"
+        );
+        assert_eq!(
+            entry(&info, "SSL_PEER_CERT_HASH"),
+            Some(format!("SHA256:{}", leaf.sha256()))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------
+// Client certificates
+
+#[test]
+fn optional_client_certificate() {
+    for v in BOTH {
+        for flag in ["-Y", "--client-cert"] {
+            let dir = TempDir::new("optional");
+            // Without one: bare PEER entries.
+            let info = info_of(
+                with_ca(&dir, &[flag]),
+                &ClientSetup::new().versions(v),
+                "localhost",
+            );
+            assert_eq!(entry(&info, "SSL_PEER_CERT_HASH"), None);
+            assert_eq!(entry(&info, "SSL_PEER_CERT_SUBJECT"), None);
+            // With one.
+            let client = &pki().client_full;
+            let info = info_of(
+                with_ca(&dir, &[flag]),
+                &ClientSetup::new().versions(v).identity(client),
+                "localhost",
+            );
+            assert_eq!(
+                entry(&info, "SSL_PEER_CERT_HASH"),
+                Some(format!("SHA256:{}", client.sha256()))
+            );
+            assert_eq!(
+                entry(&info, "SSL_PEER_CERT_SUBJECT").as_deref(),
+                Some(CLIENT_FULL_SUBJECT)
+            );
+        }
+    }
+}
+
+#[test]
+fn mandatory_client_certificate() {
+    for v in BOTH {
+        for flag in ["-y", "--mandatory-client-cert"] {
+            let dir = TempDir::new("mandatory");
+            let client = &pki().client_full;
+            let info = info_of(
+                with_ca(&dir, &[flag]),
+                &ClientSetup::new().versions(v).identity(client),
+                "localhost",
+            );
+            assert_eq!(
+                entry(&info, "SSL_PEER_CERT_HASH"),
+                Some(format!("SHA256:{}", client.sha256()))
+            );
+            expect_handshake_failure(
+                with_ca(&dir, &[flag]),
+                &ClientSetup::new().versions(v),
+                "localhost",
+                "peer sent no certificates",
+            );
+        }
+    }
+}
+
+/// A presented certificate must verify, with -Y as with -y.
+#[test]
+fn client_certificate_that_does_not_verify_is_98() {
+    let expired = {
+        let mut params = rcgen::CertificateParams::default();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        pki().ca.issue(params, KeyKind::EcdsaP256)
+    };
+    for v in BOTH {
+        for flag in ["-Y", "-y"] {
+            for leaf in [&pki().client_other, &expired] {
+                let dir = TempDir::new("wrongca");
+                expect_handshake_failure(
+                    with_ca(&dir, &[flag]),
+                    &ClientSetup::new().versions(v).identity(leaf),
+                    "localhost",
+                    "invalid peer certificate: ",
+                );
+            }
+        }
+    }
+}
+
+/// CADIR: every regular file, PEM or DER, whatever its name;
+/// subdirectories ignored. CAFILE: a PEM bundle. CADIR wins over CAFILE.
+#[test]
+fn trust_anchors_from_cadir_and_cafile() {
+    let dir = TempDir::new("anchors");
+    let cadir = dir.subdir("cadir");
+    std::fs::write(cadir.join("other.pem"), pki().other_ca.cert_pem()).unwrap();
+    std::fs::write(cadir.join("anchor"), &pki().ca.cert_der()[..]).unwrap();
+    std::fs::create_dir(cadir.join("nested")).unwrap();
+    std::fs::write(cadir.join("nested").join("junk"), "not a certificate").unwrap();
+    let bundle = dir.write(
+        "bundle.pem",
+        format!("{}{}", pki().other_ca.cert_pem(), pki().ca.cert_pem()),
+    );
+    let only_other = dir.subdir("only-other");
+    std::fs::write(only_other.join("a.pem"), pki().other_ca.cert_pem()).unwrap();
+    let ours = dir.write("ours.pem", pki().ca.cert_pem());
+    let nowhere = dir.path().join("nowhere.pem");
+
+    let spawn = |env: &[(&str, &Path)]| {
+        let mut s = standard(&dir, &["-y", "-d5"]).notify(5);
+        for (k, v) in env {
+            s = s.env(*k, *v);
+        }
+        s
+    };
+    for client in [&pki().client_full, &pki().client_other] {
+        let setup = ClientSetup::new().identity(client);
+        for env in [
+            &[("CADIR", cadir.as_path())][..],
+            &[("CAFILE", bundle.as_path())],
+        ] {
+            let info = info_of(spawn(env), &setup, "localhost");
+            assert_eq!(
+                entry(&info, "SSL_PEER_CERT_HASH"),
+                Some(format!("SHA256:{}", client.sha256()))
+            );
+        }
+    }
+    // CADIR wins: CAFILE is not even read.
+    let setup = ClientSetup::new().identity(&pki().client_full);
+    info_of(
+        spawn(&[("CADIR", &cadir), ("CAFILE", &nowhere)]),
+        &setup,
+        "localhost",
+    );
+    expect_handshake_failure(
+        spawn(&[("CADIR", &only_other), ("CAFILE", &ours)]),
+        &setup,
+        "localhost",
+        "invalid peer certificate: ",
+    );
+}
+
+// ---------------------------------------------------------------------
+// Server keys, encodings, chains
+
+/// Every key type, under both protocol versions, verified by the client
+/// against the CA (the certificate names localhost).
+#[test]
+fn server_key_types() {
+    let p384 = pki().ca.server(&["localhost"], KeyKind::EcdsaP384);
+    for (leaf, tls12_cipher) in [
+        (&pki().server_p256, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        (&p384, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        (&pki().server_rsa, "ECDHE-RSA-AES256-GCM-SHA384"),
+        (&pki().server_ed25519, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    ] {
+        for v in BOTH {
+            let dir = TempDir::new("keytype");
+            let (cert, key) = leaf.write(&dir, "server");
+            let spawn = Spawn::new(["-d5", "3", "4"])
+                .app(3, 4)
+                .notify(5)
+                .cert(&cert, &key);
+            let mut s = session(spawn, &ClientSetup::new().versions(v), "localhost");
+            assert_eq!(s.client.server_leaf(), leaf.cert, "{:?}", leaf.kind);
+            let info = s.engine.read_notification();
+            let cipher = entry(&info, "SSL_CIPHER").unwrap();
+            match v {
+                Versions::Tls12 => assert_eq!(cipher, tls12_cipher, "{:?}", leaf.kind),
+                _ => assert_eq!(cipher, "TLS_AES_256_GCM_SHA384"),
+            }
+            s.client.close_notify().unwrap();
+            assert_eq!(s.engine.app_read_to_eof(), b"");
+            s.engine.close_app_in();
+            s.engine.wait().assert_clean(0);
+        }
+    }
+}
+
+/// Keys in PKCS#8, SEC1 and PKCS#1, PEM and DER; certificates in DER.
+#[test]
+fn key_and_certificate_encodings() {
+    let dir = TempDir::new("encodings");
+    let ec = &pki().server_p256;
+    let rsa = &pki().server_rsa;
+    let (ec_cert, ec_key) = ec.write(&dir, "ec");
+    let (rsa_cert, rsa_key) = rsa.write(&dir, "rsa");
+    let out = |name: &str| dir.path().join(name);
+    let convert = |args: &[&str], input: &Path, output: &Path| {
+        let mut words: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        words.extend([
+            "-in".as_ref(),
+            input.as_os_str(),
+            "-out".as_ref(),
+            output.as_os_str(),
+        ]);
+        run_openssl(words);
+    };
+    convert(&["ec"], &ec_key, &out("sec1.pem"));
+    convert(&["ec", "-outform", "DER"], &ec_key, &out("sec1.der"));
+    convert(&["rsa", "-traditional"], &rsa_key, &out("pkcs1.pem"));
+    convert(
+        &["rsa", "-traditional", "-outform", "DER"],
+        &rsa_key,
+        &out("pkcs1.der"),
+    );
+    let pem = |p: &str| std::fs::read_to_string(out(p)).unwrap();
+    assert!(pem("sec1.pem").contains("BEGIN EC PRIVATE KEY"));
+    assert!(pem("pkcs1.pem").contains("BEGIN RSA PRIVATE KEY"));
+    let ec_der_cert = dir.write("ec.der", &ec.cert[..]);
+    let ec_der_key = dir.write("ec-key.der", &ec.key_der);
+    let rsa_der_cert = dir.write("rsa.der", &rsa.cert[..]);
+    let cases: Vec<(&Leaf, PathBuf, PathBuf)> = vec![
+        (ec, ec_cert.clone(), out("sec1.pem")),
+        (ec, ec_cert.clone(), out("sec1.der")),
+        (ec, ec_der_cert.clone(), ec_der_key.clone()),
+        (ec, ec_der_cert, ec_key),
+        (ec, ec_cert, ec_der_key),
+        (rsa, rsa_cert.clone(), out("pkcs1.pem")),
+        (rsa, rsa_der_cert, out("pkcs1.der")),
+        (rsa, rsa_cert, rsa_key),
+    ];
+    for (leaf, cert, key) in cases {
+        let spawn = Spawn::new(["3", "4"]).app(3, 4).cert(&cert, &key);
+        let mut s = session(spawn, &ClientSetup::new(), "localhost");
+        assert_eq!(s.client.server_leaf(), leaf.cert, "{cert:?} {key:?}");
+        s.client.close_notify().unwrap();
+        assert_eq!(s.engine.app_read_to_eof(), b"");
+        s.engine.close_app_in();
+        s.engine.wait().assert_clean(0);
+    }
+}
+
+/// A PEM chain (leaf then intermediate) is sent whole: a client that
+/// trusts only the root verifies it; without the intermediate it cannot.
+#[test]
+fn certificate_chain() {
+    let intermediate = pki().ca.intermediate("s6-tls Test Intermediate");
+    let leaf = intermediate.server(&["localhost"], KeyKind::EcdsaP256);
+    let dir = TempDir::new("chain");
+    let (chain, key) = leaf.write_chain(&dir, "chained", &[&intermediate]);
+    let mut s = session(
+        Spawn::new(["3", "4"]).app(3, 4).cert(&chain, &key),
+        &ClientSetup::new(),
+        "localhost",
+    );
+    let presented = s.client.conn.peer_certificates().unwrap().to_vec();
+    assert_eq!(presented, vec![leaf.cert.clone(), intermediate.cert_der()]);
+    s.client.close_notify().unwrap();
+    s.engine.close_app_in();
+    assert_eq!(s.engine.app_read_to_eof(), b"");
+    s.engine.wait().assert_clean(0);
+
+    let (alone, key) = leaf.write(&dir, "alone");
+    let (client_sock, server_sock) = tcp_pair();
+    let mut engine = Spawn::new(["3", "4"])
+        .app(3, 4)
+        .cert(&alone, &key)
+        .spawn(Some(server_sock));
+    let mut c = TlsClient::new(client_sock, &ClientSetup::new(), "localhost");
+    let err = c.handshake().unwrap_err();
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    engine
+        .wait_within(Duration::from_secs(10))
+        .assert_fatal(98, "TLS handshake failed: received fatal alert: ");
+}
+
+// ---------------------------------------------------------------------
+// Cipher names
+
+#[test]
+fn openssl_cipher_names() {
+    let cases = [
+        (
+            Versions::Tls13,
+            suite::TLS13_AES_128_GCM_SHA256,
+            false,
+            "TLS_AES_128_GCM_SHA256",
+        ),
+        (
+            Versions::Tls13,
+            suite::TLS13_AES_256_GCM_SHA384,
+            false,
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            Versions::Tls13,
+            suite::TLS13_CHACHA20_POLY1305_SHA256,
+            false,
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            Versions::Tls12,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            false,
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+        (
+            Versions::Tls12,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            false,
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+        (
+            Versions::Tls12,
+            suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            false,
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ),
+        (
+            Versions::Tls12,
+            suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            true,
+            "ECDHE-RSA-AES128-GCM-SHA256",
+        ),
+        (
+            Versions::Tls12,
+            suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            true,
+            "ECDHE-RSA-AES256-GCM-SHA384",
+        ),
+        (
+            Versions::Tls12,
+            suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            true,
+            "ECDHE-RSA-CHACHA20-POLY1305",
+        ),
+    ];
+    for (v, s, rsa, name) in cases {
+        let dir = TempDir::new("cipher");
+        let leaf = if rsa {
+            &pki().server_rsa
+        } else {
+            &pki().server_p256
+        };
+        let (cert, key) = leaf.write(&dir, "server");
+        let spawn = Spawn::new(["-d5", "3", "4"])
+            .app(3, 4)
+            .notify(5)
+            .cert(&cert, &key);
+        let info = info_of(
+            spawn,
+            &ClientSetup::new().versions(v).suites(&[s]),
+            "localhost",
+        );
+        let protocol = if v == Versions::Tls13 {
+            "TLSv1.3"
+        } else {
+            "TLSv1.2"
+        };
+        assert_eq!(entry(&info, "SSL_PROTOCOL").as_deref(), Some(protocol));
+        assert_eq!(entry(&info, "SSL_CIPHER").as_deref(), Some(name));
+    }
+}
+
+/// The server's preference wins over the client's order.
+#[test]
+fn server_cipher_preference() {
+    for (v, offered, chosen) in [
+        (
+            Versions::Tls13,
+            vec![
+                suite::TLS13_CHACHA20_POLY1305_SHA256,
+                suite::TLS13_AES_128_GCM_SHA256,
+                suite::TLS13_AES_256_GCM_SHA384,
+            ],
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            Versions::Tls12,
+            vec![
+                suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ],
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+    ] {
+        let dir = TempDir::new("pref");
+        let info = info_of(
+            standard(&dir, &["-d5"]).notify(5),
+            &ClientSetup::new().versions(v).suites(&offered),
+            "localhost",
+        );
+        assert_eq!(entry(&info, "SSL_CIPHER").as_deref(), Some(chosen));
+    }
+}
+
+// ---------------------------------------------------------------------
+// SNI
+
+struct SniSetup {
+    dir: TempDir,
+    default: Leaf,
+    mail: Leaf,
+    wild: Leaf,
+}
+
+impl SniSetup {
+    fn new() -> SniSetup {
+        SniSetup {
+            dir: TempDir::new("sni"),
+            default: pki().server_p256.clone(),
+            mail: pki().ca.server(&["mail.example.org"], KeyKind::EcdsaP256),
+            wild: pki().ca.server(&["*.wild.example.org"], KeyKind::Ed25519),
+        }
+    }
+
+    /// s6-tlsd-io with `args -d5 3 4`, the plain pair (or a missing one)
+    /// and the two named pairs.
+    fn spawn(&self, args: &[&str], plain_present: bool) -> Spawn {
+        let (dc, dk) = self.default.write(&self.dir, "default");
+        let (mc, mk) = self.mail.write(&self.dir, "mail");
+        let (wc, wk) = self.wild.write(&self.dir, "wild");
+        let mut words = args.to_vec();
+        words.extend(["-d5", "3", "4"]);
+        let spawn = Spawn::new(words)
+            .app(3, 4)
+            .notify(5)
+            .env("CERTFILE:mail.example.org", mc)
+            .env("KEYFILE:mail.example.org", mk)
+            .env("CERTFILE:*.Wild.Example.org", wc)
+            .env("KEYFILE:*.Wild.Example.org", wk);
+        if plain_present {
+            spawn.cert(&dc, &dk)
+        } else {
+            let nowhere = self.dir.path().join("nowhere");
+            spawn.cert(&nowhere, &nowhere)
+        }
+    }
+
+    /// Connects with `name` (an IP address sends no SNI) and returns the
+    /// certificate presented and the SNI entry.
+    fn presented(
+        &self,
+        spawn: Spawn,
+        name: &str,
+    ) -> (rustls::pki_types::CertificateDer<'static>, Option<String>) {
+        let setup = ClientSetup::new().trust(Trust::Any);
+        let mut s = session(spawn, &setup, name);
+        let info = s.engine.read_notification();
+        let leaf = s.client.server_leaf();
+        s.client.close_notify().unwrap();
+        assert_eq!(s.engine.app_read_to_eof(), b"");
+        s.engine.close_app_in();
+        s.engine.wait().assert_clean(0);
+        (leaf, entry(&info, "SSL_TLS_SNI_SERVERNAME"))
+    }
+}
+
+#[test]
+fn sni_selection_with_a_default() {
+    let t = SniSetup::new();
+    let cases = [
+        ("mail.example.org", &t.mail, Some("mail.example.org")),
+        ("MAIL.Example.ORG", &t.mail, Some("mail.example.org")),
+        ("a.wild.example.org", &t.wild, Some("a.wild.example.org")),
+        ("X.WILD.example.org", &t.wild, Some("x.wild.example.org")),
+        (
+            "a.b.wild.example.org",
+            &t.default,
+            Some("a.b.wild.example.org"),
+        ),
+        ("wild.example.org", &t.default, Some("wild.example.org")),
+        ("other.org", &t.default, Some("other.org")),
+        ("127.0.0.1", &t.default, None),
+    ];
+    for (name, expected, sni) in cases {
+        let (leaf, got_sni) = t.presented(t.spawn(&["-k1"], true), name);
+        assert_eq!(leaf, expected.cert, "{name}");
+        assert_eq!(got_sni.as_deref(), sni, "{name}");
+    }
+    // The other spellings of -k 1.
+    for args in [&["-k", "1"][..], &["--sni"], &["--sni-level=1"]] {
+        for (name, expected, _) in [&cases[0], &cases[2], &cases[6]] {
+            let (leaf, _) = t.presented(t.spawn(args, true), name);
+            assert_eq!(leaf, expected.cert, "{args:?} {name}");
+        }
+    }
+}
+
+/// -k2: the plain CERTFILE/KEYFILE are ignored (here they do not even
+/// exist), and a name without a pair fails the handshake.
+#[test]
+fn sni_level_2_has_no_default() {
+    let t = SniSetup::new();
+    for args in [&["-k2"][..], &["--mandatory-sni"], &["--sni-level", "2"]] {
+        let (leaf, _) = t.presented(t.spawn(args, false), "mail.example.org");
+        assert_eq!(leaf, t.mail.cert);
+        let (leaf, _) = t.presented(t.spawn(args, false), "z.wild.example.org");
+        assert_eq!(leaf, t.wild.cert);
+        for name in ["other.org", "a.b.wild.example.org", "127.0.0.1"] {
+            expect_handshake_failure(
+                t.spawn(args, false),
+                &ClientSetup::new().trust(Trust::Any),
+                name,
+                "unexpected error: no server certificate chain resolved",
+            );
+        }
+    }
+}
+
+/// Without -k, the named pairs are not used.
+#[test]
+fn sni_level_0_uses_the_plain_pair() {
+    let t = SniSetup::new();
+    let (leaf, sni) = t.presented(t.spawn(&[], true), "mail.example.org");
+    assert_eq!(leaf, t.default.cert);
+    assert_eq!(sni.as_deref(), Some("mail.example.org"));
+}
+
+// ---------------------------------------------------------------------
+// openssl s_client
+
+/// `openssl s_client` against the engine: verification, data both ways,
+/// a clean close; its view of the protocol and cipher matches the
+/// information string.
+#[test]
+fn openssl_s_client() {
+    let dir = TempDir::new("openssl");
+    let ca = dir.write("ca.pem", pki().ca.cert_pem());
+    let (client_cert, client_key) = pki().client_full.write(&dir, "client");
+    for (version_flag, with_client_cert) in [("-tls1_3", false), ("-tls1_2", true)] {
+        let listener = Listener::new();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "s_client".into(),
+            "-connect".into(),
+            listener.addr.to_string().into(),
+            "-servername".into(),
+            "localhost".into(),
+            "-CAfile".into(),
+            ca.clone().into(),
+            "-verify_return_error".into(),
+            "-brief".into(),
+            version_flag.into(),
+        ];
+        if with_client_cert {
+            args.extend([
+                "-cert".into(),
+                client_cert.clone().into(),
+                "-key".into(),
+                client_key.clone().into(),
+            ]);
+        }
+        let mut openssl = ChildGuard(
+            Command::new(OPENSSL)
+                .args(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn openssl"),
+        );
+        let mut stdin = openssl.0.stdin.take().unwrap();
+        let stdout = openssl.0.stdout.take().unwrap();
+        let stderr = drain(openssl.0.stderr.take().unwrap());
+        let server_sock = listener.accept();
+        let engine_args: &[&str] = if with_client_cert { &["-y"] } else { &[] };
+        let mut engine = with_ca(&dir, engine_args).spawn(Some(server_sock));
+
+        stdin.write_all(b"hello from openssl\n").unwrap();
+        assert_eq!(engine.app_read_exact(19), b"hello from openssl\n");
+        let info = engine.read_notification();
+        engine.app_write(b"hello from the app\n").unwrap();
+        let stdout_fd: std::os::fd::OwnedFd = stdout.into();
+        set_nonblocking(stdout_fd.as_fd());
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while !seen.ends_with(b"hello from the app\n") {
+            let mut buf = [0; 4096];
+            let n = read_some(stdout_fd.as_fd(), &mut buf, deadline).unwrap();
+            assert!(
+                n > 0,
+                "openssl closed its stdout: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        // EOF on its stdin: s_client sends close_notify and waits for our
+        // side to close.
+        drop(stdin);
+        assert_eq!(engine.app_read_to_eof(), b"");
+        engine.close_app_in();
+        engine.wait().assert_clean(0);
+        let status = openssl.wait_within(DEADLINE);
+        let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+        assert!(status.success(), "openssl: {status}: {stderr}");
+        let protocol = entry(&info, "SSL_PROTOCOL").unwrap();
+        let cipher = entry(&info, "SSL_CIPHER").unwrap();
+        assert!(stderr.contains("Verification: OK"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("Protocol version: {protocol}")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("Ciphersuite: {cipher}")),
+            "{stderr}"
+        );
+        assert_eq!(
+            protocol,
+            if with_client_cert {
+                "TLSv1.2"
+            } else {
+                "TLSv1.3"
+            }
+        );
+        assert_eq!(
+            entry(&info, "SSL_TLS_SNI_SERVERNAME").as_deref(),
+            Some("localhost")
+        );
+        if with_client_cert {
+            assert_eq!(
+                entry(&info, "SSL_PEER_CERT_HASH"),
+                Some(format!("SHA256:{}", pki().client_full.sha256()))
+            );
+            assert_eq!(
+                entry(&info, "SSL_PEER_CERT_SUBJECT").as_deref(),
+                Some(CLIENT_FULL_SUBJECT)
+            );
+        } else {
+            assert_eq!(entry(&info, "SSL_PEER_CERT_HASH"), None);
+        }
+    }
+}
