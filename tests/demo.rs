@@ -1,0 +1,313 @@
+//! The STARTTLS demo behind real super-servers (ucspi-tcp's `tcpserver`
+//! and `systemd-socket-activate --inetd -a`), `s6-ucspitlsd --
+//! ucspitls-demo`, driven by real SMTP clients: `openssl s_client
+//! -starttls smtp`, `swaks --tls` and Python's smtplib. Each must reach
+//! TLS 1.3 and complete a session. Commands pipelined after STARTTLS
+//! must never be executed.
+
+mod common;
+mod superserver;
+
+use common::{pki, ClientSetup, TempDir, TlsClient};
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use superserver::{read_line, read_reply, Group, Kind, SuperServer, DEMO, UCSPITLSD};
+
+/// The demo behind `kind`, with the standard server certificate, as the
+/// README runs it (`s6-ucspitlsd -v2 -- ucspitls-demo`).
+fn demo(kind: Kind, dir: &TempDir) -> (SuperServer, PathBuf) {
+    demo_with(kind, &[], dir)
+}
+
+/// The demo with more s6-ucspitlsd options.
+fn demo_with(kind: Kind, opts: &[&str], dir: &TempDir) -> (SuperServer, PathBuf) {
+    let (cert, key) = pki().server_p256.write(dir, "server");
+    let ca = dir.write("ca.pem", pki().ca.cert_pem());
+    let env = vec![
+        ("CERTFILE".to_owned(), cert.to_string_lossy().into_owned()),
+        ("KEYFILE".to_owned(), key.to_string_lossy().into_owned()),
+    ];
+    let mut cmd = vec![UCSPITLSD, "-v2"];
+    cmd.extend(opts);
+    cmd.extend(["--", DEMO]);
+    let server = SuperServer::start(kind, &cmd, &env, dir);
+    (server, ca)
+}
+
+/// What a client program did: exit code, stdout, stderr.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a client program with `stdin` as its input, bounded.
+fn run_client(program: &str, args: &[String], stdin: &[u8], dir: &TempDir, name: &str) -> Run {
+    let input = dir.write(&format!("{name}.stdin"), stdin);
+    let out_path = dir.path().join(format!("{name}.stdout"));
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::from(File::open(input).unwrap()))
+        .stdout(Stdio::from(File::create(&out_path).unwrap()));
+    let env = [("HOME".to_owned(), dir.path().to_string_lossy().into_owned())];
+    let mut group = Group::spawn(cmd, &env, dir, name);
+    let status = group.wait_within(Duration::from_secs(30));
+    Run {
+        code: status.code(),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: group.stderr(),
+    }
+}
+
+fn assert_contains(run: &Run, haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "missing {needle:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+/// The demo logged the acceptance of STARTTLS (`-v 2`).
+fn assert_accepted(server: &SuperServer) {
+    server.group.wait_stderr("accepted opportunistic TLS");
+}
+
+// ---------------------------------------------------------------------
+// openssl s_client -starttls smtp
+
+/// With `-S` the session ends with a close_notify and s_client exits 0;
+/// without it (the default, and the README's command) OpenSSL 3 reports
+/// the TCP EOF after `221` as "unexpected eof" and exits 1.
+fn openssl(kind: Kind, close_notify: bool) {
+    let dir = TempDir::new("demo-openssl");
+    let opts: &[&str] = if close_notify { &["-S"] } else { &[] };
+    let (server, ca) = demo_with(kind, opts, &dir);
+    let args: Vec<String> = [
+        "s_client",
+        "-starttls",
+        "smtp",
+        "-connect",
+        &format!("127.0.0.1:{}", server.port),
+        "-servername",
+        "localhost",
+        "-CAfile",
+        &ca.to_string_lossy(),
+        "-verify_return_error",
+        "-brief",
+        "-crlf",
+        "-ign_eof",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = run_client(
+        "openssl",
+        &args,
+        b"EHLO client.example\nNOOP over-tls\nQUIT\n",
+        &dir,
+        "openssl",
+    );
+    assert_contains(&run, &run.stderr, "Protocol version: TLSv1.3");
+    assert_contains(&run, &run.stderr, "Verification: OK");
+    assert_contains(&run, &run.stdout, "250-TLS TLSv1.3 TLS_");
+    assert_contains(&run, &run.stdout, "SNI=localhost");
+    assert_contains(&run, &run.stdout, "250 2.0.0 OK over-tls [TLS TLSv1.3");
+    assert_contains(&run, &run.stdout, "221 2.0.0 Bye");
+    if close_notify {
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        assert!(!run.stderr.contains("error"), "{}", run.stderr);
+    } else {
+        let errors: Vec<&str> = run.stderr.lines().filter(|l| l.contains("error")).collect();
+        assert!(
+            errors.len() == 1 && errors[0].contains("unexpected eof while reading"),
+            "only the missing close_notify: {}",
+            run.stderr
+        );
+    }
+    assert_accepted(&server);
+}
+
+#[test]
+fn openssl_s_client_under_tcpserver() {
+    openssl(Kind::Tcpserver, true);
+}
+
+#[test]
+fn openssl_s_client_under_socket_activate() {
+    openssl(Kind::SocketActivate, true);
+}
+
+#[test]
+fn openssl_s_client_with_the_readme_command() {
+    openssl(Kind::SocketActivate, false);
+}
+
+// ---------------------------------------------------------------------
+// swaks --tls
+
+fn swaks(kind: Kind) {
+    let dir = TempDir::new("demo-swaks");
+    let (server, ca) = demo(kind, &dir);
+    let args: Vec<String> = [
+        "--to",
+        "rcpt@example.org",
+        "--from",
+        "sender@example.org",
+        "--helo",
+        "client.example",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &server.port.to_string(),
+        "--tls",
+        "--tls-verify",
+        "--tls-ca-path",
+        &ca.to_string_lossy(),
+        "--tls-sni",
+        "localhost",
+        "--timeout",
+        "20",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = run_client("swaks", &args, b"", &dir, "swaks");
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let transcript = &run.stdout;
+    assert_contains(&run, transcript, "=== TLS started with cipher TLSv1.3:");
+    // Lines marked ~> and <~ went through TLS.
+    assert_contains(&run, transcript, " ~> EHLO client.example");
+    assert_contains(&run, transcript, "<~  250-TLS TLSv1.3 ");
+    assert_contains(&run, transcript, "<~  250 2.0.0 Message accepted");
+    assert_contains(&run, transcript, "<~  221 2.0.0 Bye");
+    assert_accepted(&server);
+}
+
+#[test]
+fn swaks_under_tcpserver() {
+    swaks(Kind::Tcpserver);
+}
+
+#[test]
+fn swaks_under_socket_activate() {
+    swaks(Kind::SocketActivate);
+}
+
+// ---------------------------------------------------------------------
+// Python's smtplib
+
+const SMTPLIB: &str = r#"
+import smtplib, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+    code, _ = s.ehlo("client.example")
+    assert code == 250 and s.has_extn("starttls"), "no STARTTLS offered"
+    code, msg = s.starttls(context=ctx)
+    print("starttls", code, msg.decode())
+    print("version", s.sock.version(), s.sock.cipher()[0])
+    code, msg = s.ehlo("client.example")
+    print("ehlo", code, msg.decode().replace("\n", " | "))
+    print("noop", *s.noop())
+    s.sendmail("a@example.org", ["b@example.org"], "Subject: hi\r\n\r\nbody\r\n")
+    print("quit", *s.quit())
+"#;
+
+fn smtplib(kind: Kind) {
+    let dir = TempDir::new("demo-python");
+    let (server, ca) = demo(kind, &dir);
+    let args = vec![
+        "-c".to_owned(),
+        SMTPLIB.to_owned(),
+        server.port.to_string(),
+        ca.to_string_lossy().into_owned(),
+    ];
+    let run = run_client("python3", &args, b"", &dir, "python");
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run, &run.stdout, "starttls 220 ");
+    assert_contains(&run, &run.stdout, "version TLSv1.3 TLS_");
+    assert_contains(&run, &run.stdout, "ehlo 250 ");
+    assert_contains(&run, &run.stdout, "TLS TLSv1.3 TLS_");
+    assert_contains(&run, &run.stdout, "quit 221 ");
+    assert_accepted(&server);
+}
+
+#[test]
+fn python_smtplib_under_tcpserver() {
+    smtplib(Kind::Tcpserver);
+}
+
+#[test]
+fn python_smtplib_under_socket_activate() {
+    smtplib(Kind::SocketActivate);
+}
+
+// ---------------------------------------------------------------------
+// CVE-2011-0411: commands pipelined after STARTTLS
+
+fn pipelined_command_is_not_executed(kind: Kind) {
+    let dir = TempDir::new("demo-pipelining");
+    let (server, _) = demo(kind, &dir);
+    let mut sock = server.connect();
+    let banner = read_reply(&mut sock);
+    assert!(banner[0].starts_with("220 "), "{banner:?}");
+    superserver::write_all(&mut sock, b"EHLO client.example\r\n");
+    let ehlo = read_reply(&mut sock);
+    assert!(ehlo.iter().any(|l| l.contains("STARTTLS")), "{ehlo:?}");
+    // One write, one segment: the injected command arrives with STARTTLS.
+    superserver::write_all(&mut sock, b"STARTTLS\r\nNOOP injected\r\n");
+    let ready = read_line(&mut sock);
+    assert!(ready.starts_with("220 "), "{ready:?}");
+    // Nothing more in cleartext.
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut extra = [0u8; 256];
+    match sock.read(&mut extra) {
+        Ok(n) => panic!(
+            "cleartext after the 220: {:?}",
+            String::from_utf8_lossy(&extra[..n])
+        ),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+    }
+    let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
+    if client.handshake().is_err() {
+        // The engine got the injected bytes where a ClientHello belongs:
+        // the handshake fails, nothing was executed.
+        return;
+    }
+    client.send(b"NOOP probe\r\nQUIT\r\n").unwrap();
+    let (data, _) = client.recv_to_end();
+    let transcript = String::from_utf8_lossy(&data);
+    assert!(
+        !transcript.contains("injected"),
+        "the pipelined command was executed: {transcript:?}"
+    );
+    let lines: Vec<&str> = transcript.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with("250 2.0.0 OK probe [TLS TLSv1.3")
+            && lines[1].starts_with("221 "),
+        "after TLS, only the probe and QUIT are answered: {transcript:?}"
+    );
+    assert_accepted(&server);
+}
+
+#[test]
+fn pipelined_command_after_starttls_is_discarded_under_tcpserver() {
+    pipelined_command_is_not_executed(Kind::Tcpserver);
+}
+
+#[test]
+fn pipelined_command_after_starttls_is_discarded_under_socket_activate() {
+    pipelined_command_is_not_executed(Kind::SocketActivate);
+}
