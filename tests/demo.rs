@@ -311,3 +311,64 @@ fn pipelined_command_after_starttls_is_discarded_under_tcpserver() {
 fn pipelined_command_after_starttls_is_discarded_under_socket_activate() {
     pipelined_command_is_not_executed(Kind::SocketActivate);
 }
+
+// ---------------------------------------------------------------------
+// One command line, one reply
+
+/// A line longer than the demo accepts is refused as one line: its tail
+/// must never be taken for a command of its own (in DATA, that would let
+/// a long body line end the message early and smuggle commands).
+#[test]
+fn overlong_line_gets_one_reply_and_its_tail_is_not_a_command() {
+    let dir = TempDir::new("demo-longline");
+    let (server, _) = demo(Kind::Tcpserver, &dir);
+    let mut sock = server.connect();
+    read_reply(&mut sock);
+    let mut line = b"NOOP ".to_vec();
+    line.resize(4096, b'a');
+    line.extend_from_slice(b"RSET\r\n");
+    line.extend_from_slice(b"NOOP next\r\n");
+    superserver::write_all(&mut sock, &line);
+    let first = read_reply(&mut sock);
+    assert!(
+        first[0].starts_with("500 "),
+        "overlong line refused: {:.80}",
+        first[0]
+    );
+    let second = read_reply(&mut sock);
+    assert!(
+        second[0].starts_with("250 2.0.0 OK next"),
+        "the next reply is the next line's: {:.80}",
+        second[0]
+    );
+    superserver::write_all(&mut sock, b"QUIT\r\n");
+    assert!(read_reply(&mut sock)[0].starts_with("221 "));
+}
+
+/// The same in DATA: a long body line whose tail looks like the end of
+/// the message must not end it, and what follows stays body text.
+#[test]
+fn overlong_body_line_does_not_end_the_message() {
+    let dir = TempDir::new("demo-smuggle");
+    let (server, _) = demo(Kind::Tcpserver, &dir);
+    let mut sock = server.connect();
+    read_reply(&mut sock);
+    superserver::write_all(
+        &mut sock,
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n",
+    );
+    read_reply(&mut sock);
+    read_reply(&mut sock);
+    superserver::write_all(&mut sock, b"DATA\r\n");
+    assert!(read_reply(&mut sock)[0].starts_with("354 "));
+    let mut body = vec![b'x'; 4096];
+    body.extend_from_slice(b".\r\nNOOP smuggled\r\n.\r\nNOOP after\r\n");
+    superserver::write_all(&mut sock, &body);
+    let accepted = read_reply(&mut sock);
+    assert!(
+        accepted[0].starts_with("250 2.0.0 Message accepted"),
+        "{accepted:?}"
+    );
+    let next = read_reply(&mut sock);
+    assert!(next[0].starts_with("250 2.0.0 OK after"), "{next:?}");
+}

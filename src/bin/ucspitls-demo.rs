@@ -8,8 +8,15 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// Longest command line we accept; longer ones are refused, not buffered.
+/// Longest line we accept, CR LF included; longer ones are refused whole.
 const MAX_LINE: u64 = 4096;
+
+/// One line of input.
+enum Line {
+    Text(String),
+    /// Longer than [`MAX_LINE`]: refused as a whole.
+    TooLong,
+}
 
 struct Session {
     reader: BufReader<File>,
@@ -33,8 +40,10 @@ impl Session {
         self.writer.write_all(text.as_bytes())
     }
 
-    /// One command line without its CR LF; `None` at EOF.
-    fn command(&mut self) -> io::Result<Option<String>> {
+    /// One command line without its CR LF; `None` at EOF. A line longer
+    /// than [`MAX_LINE`] is consumed to its end and comes back as
+    /// [`Line::TooLong`]: its tail is never taken for a line of its own.
+    fn command(&mut self) -> io::Result<Option<Line>> {
         let mut line = Vec::new();
         (&mut self.reader)
             .take(MAX_LINE)
@@ -42,10 +51,36 @@ impl Session {
         if line.is_empty() {
             return Ok(None);
         }
+        if line.last() != Some(&b'\n') && line.len() as u64 == MAX_LINE {
+            self.skip_line()?;
+            return Ok(Some(Line::TooLong));
+        }
         while matches!(line.last(), Some(b'\n' | b'\r')) {
             line.pop();
         }
-        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+        Ok(Some(Line::Text(
+            String::from_utf8_lossy(&line).into_owned(),
+        )))
+    }
+
+    /// Discards input up to and including the next LF (or to EOF).
+    fn skip_line(&mut self) -> io::Result<()> {
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.reader.consume(i + 1);
+                    return Ok(());
+                }
+                None => {
+                    let n = buf.len();
+                    self.reader.consume(n);
+                }
+            }
+        }
     }
 
     fn tls_summary(&self) -> Option<String> {
@@ -111,7 +146,7 @@ impl Session {
         loop {
             match self.command()? {
                 None => return Ok(false),
-                Some(line) if line == "." => break,
+                Some(Line::Text(line)) if line == "." => break,
                 Some(_) => {}
             }
         }
@@ -122,6 +157,10 @@ impl Session {
     fn serve(&mut self) -> io::Result<()> {
         self.reply("220 localhost ESMTP s6-tls demo\r\n")?;
         while let Some(line) = self.command()? {
+            let Line::Text(line) = line else {
+                self.reply("500 5.5.6 Line too long\r\n")?;
+                continue;
+            };
             let (verb, rest) = line.split_once(' ').unwrap_or((&line, ""));
             let keep_going = match verb.to_ascii_uppercase().as_str() {
                 "EHLO" => self.ehlo(rest).map(|_| true)?,
