@@ -102,6 +102,9 @@ pub struct Tunnel {
     app_eof: bool,
     /// After the application's EOF, the half-close or close_notify is queued.
     closing_queued: bool,
+    /// A TLS error after the handshake, reported once the plaintext
+    /// decrypted before it has been delivered.
+    failed: Option<Fatal>,
     started: Instant,
     last_activity: Instant,
 }
@@ -168,6 +171,7 @@ impl Tunnel {
             peer_eof: false,
             app_eof: false,
             closing_queued: false,
+            failed: None,
             started: now,
             last_activity: now,
         })
@@ -177,6 +181,9 @@ impl Tunnel {
     pub fn run(mut self) -> Result<(), Fatal> {
         loop {
             self.pump()?;
+            if let Some(fatal) = self.failure_due() {
+                return Err(fatal);
+            }
             if self.finished() {
                 return self.linger();
             }
@@ -347,11 +354,24 @@ impl Tunnel {
     }
 
     fn process(&mut self) -> Result<(), Fatal> {
-        if let Err(e) = self.conn.process_new_packets() {
-            return Err(self.tls_failure(&e.to_string()));
-        }
+        let processed = self.conn.process_new_packets();
+        // One batch of records can complete the handshake, carry
+        // application data, and end with a bad record: the handshake is
+        // done even if the batch then failed.
         if !self.handshake_done && !self.conn.is_handshaking() {
             self.on_handshake();
+        }
+        if let Err(e) = processed {
+            let fatal = self.tls_failure(&e.to_string());
+            if !self.handshake_done {
+                return Err(fatal);
+            }
+            // The records before the bad one were authentic, and rustls
+            // may have decrypted several at once: deliver their plaintext
+            // first (see failure_due), and read nothing more.
+            self.failed = Some(fatal);
+            self.net_buf.start = self.net_buf.end;
+            self.stop_reading_network();
         }
         Ok(())
     }
@@ -365,6 +385,20 @@ impl Tunnel {
             "TLS handshake failed"
         };
         Fatal::tls(format!("{stage}: {reason}"))
+    }
+
+    /// The pending TLS error, once nothing decrypted before it is left to
+    /// deliver (or nobody reads it).
+    fn failure_due(&mut self) -> Option<Fatal> {
+        self.failed.as_ref()?;
+        if self.app_out.is_some() && self.plaintext_waiting() {
+            return None;
+        }
+        self.failed.take()
+    }
+
+    fn plaintext_waiting(&mut self) -> bool {
+        matches!(self.conn.reader().fill_buf(), Ok(c) if !c.is_empty())
     }
 
     fn send_alerts(&mut self) {
@@ -404,7 +438,7 @@ impl Tunnel {
             }
             Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if self.peer_done && self.handshake_done {
+                if self.peer_done && self.handshake_done && self.failed.is_none() {
                     // EOF without close_notify, all delivered.
                     return self.unclean_eof();
                 }
@@ -481,7 +515,12 @@ impl Tunnel {
 
     /// Application to network: read cleartext while rustls's backlog is small.
     fn app_to_net(&mut self) -> Result<bool, Fatal> {
-        if !self.handshake_done || self.app_eof || !self.app_readable || self.net_out.is_none() {
+        if !self.handshake_done
+            || self.app_eof
+            || !self.app_readable
+            || self.net_out.is_none()
+            || self.failed.is_some()
+        {
             return Ok(false);
         }
         // Only read more once everything encrypted so far is on the wire:
@@ -543,7 +582,7 @@ impl Tunnel {
     /// After the application's EOF and a full flush: half-close or
     /// close_notify, per -s/-S.
     fn close_transitions(&mut self) -> Result<bool, Fatal> {
-        if !self.app_eof || self.net_out.is_none() {
+        if !self.app_eof || self.net_out.is_none() || self.failed.is_some() {
             return Ok(false);
         }
         if !self.closing_queued {
@@ -609,15 +648,18 @@ impl Tunnel {
 
     /// Sleeps in poll until a descriptor is ready or a deadline passes.
     fn wait(&mut self) -> Result<(), Fatal> {
-        let plaintext_waiting = matches!(self.conn.reader().fill_buf(), Ok(c) if !c.is_empty());
+        let plaintext_waiting = self.plaintext_waiting();
         let want_net_read = (self.app_out.is_some() || !self.handshake_done)
             && !self.peer_done
             && !self.net_readable
             && self.net_buf.pending().is_empty()
             && !plaintext_waiting;
         let want_net_write = self.conn.wants_write() && !self.net_writable;
-        let want_app_read =
-            self.handshake_done && !self.app_eof && !self.app_readable && !self.conn.wants_write();
+        let want_app_read = self.handshake_done
+            && !self.app_eof
+            && !self.app_readable
+            && !self.conn.wants_write()
+            && self.failed.is_none();
         let want_app_write = plaintext_waiting && !self.app_writable;
 
         // The application's reading end is always watched, even with
@@ -700,6 +742,11 @@ impl Tunnel {
     }
 
     fn check_deadlines(&self) -> Result<(), Fatal> {
+        if let Some(fatal) = &self.failed {
+            // Out of time to deliver what came before the error: the
+            // error is the story.
+            return Err(fatal.clone());
+        }
         let now = Instant::now();
         let stage = if self.handshake_done {
             "after"

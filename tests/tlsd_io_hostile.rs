@@ -309,3 +309,64 @@ fn app_exiting_mid_transfer() {
     assert!(app.join().unwrap() == Stream::bytes(14, 100_000));
     s.engine.wait_within(PROMPT).assert_clean(0);
 }
+
+/// A forged record after the handshake: what came before is delivered,
+/// then 98 with the TLS library's reason.
+#[test]
+fn forged_record_after_the_handshake() {
+    for v in [Versions::Tls13, Versions::Tls12] {
+        let dir = TempDir::new("forged");
+        let mut s = session(
+            standard(&dir, &[]),
+            &ClientSetup::new().versions(v),
+            "localhost",
+        );
+        s.client.send(b"genuine").unwrap();
+        let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        forged.extend(Stream::bytes(16, 0x40));
+        s.client.sock.write_all(&forged).unwrap();
+        assert_eq!(s.engine.app_read_to_eof(), b"genuine");
+        s.engine
+            .wait_within(PROMPT)
+            .assert_fatal(98, "TLS error: cannot decrypt peer's message");
+        // The client is told.
+        let mut buf = [0; 16];
+        assert!(s.client.recv(&mut buf).is_err());
+    }
+}
+
+/// The client's last handshake flight, application data and a forged
+/// record in one segment (TLS 1.3): the handshake counts as done (the
+/// information string is sent), the data is delivered, then 98.
+#[test]
+fn handshake_end_data_and_forged_record_in_one_read() {
+    let dir = TempDir::new("forged1");
+    let (client_sock, server_sock) = tcp_pair();
+    let mut engine = standard(&dir, &["-d5"]).notify(5).spawn(Some(server_sock));
+    let mut c = TlsClient::new(
+        client_sock,
+        &ClientSetup::new().versions(Versions::Tls13),
+        "localhost",
+    );
+    // Hello out; the server's flight in; the client's Finished is queued
+    // but not sent.
+    c.flush().unwrap();
+    while c.conn.is_handshaking() {
+        c.conn.read_tls(&mut c.sock).unwrap();
+        c.conn.process_new_packets().unwrap();
+    }
+    c.conn.writer().write_all(b"genuine").unwrap();
+    let mut segment = Vec::new();
+    while c.conn.wants_write() {
+        c.conn.write_tls(&mut segment).unwrap();
+    }
+    segment.extend([0x17, 0x03, 0x03, 0x00, 0x40]);
+    segment.extend(Stream::bytes(17, 0x40));
+    c.sock.write_all(&segment).unwrap();
+    let info = engine.read_notification();
+    assert!(info.starts_with(b"SSL_PROTOCOL=TLSv1.3\0"), "{info:?}");
+    assert_eq!(engine.app_read_to_eof(), b"genuine");
+    engine
+        .wait_within(PROMPT)
+        .assert_fatal(98, "TLS error: cannot decrypt peer's message");
+}

@@ -798,3 +798,35 @@ fn openssl_s_client() {
         }
     }
 }
+
+/// The bundle `-Sy`: a client certificate is required, and the app's EOF
+/// is answered with a close_notify.
+#[test]
+fn bundled_sy() {
+    let dir = TempDir::new("sy");
+    let client = &pki().client_full;
+    let mut s = session(
+        with_ca(&dir, &["-Sy"]),
+        &ClientSetup::new().identity(client),
+        "localhost",
+    );
+    let info = s.engine.read_notification();
+    assert_eq!(
+        entry(&info, "SSL_PEER_CERT_HASH"),
+        Some(format!("SHA256:{}", client.sha256()))
+    );
+    s.engine.app_write(b"bye").unwrap();
+    s.engine.close_app_in();
+    let (data, end) = s.client.recv_to_end();
+    assert_eq!(data, b"bye");
+    assert_eq!(end.unwrap(), End::CloseNotify);
+    s.client.close_notify().unwrap();
+    assert_eq!(s.engine.app_read_to_eof(), b"");
+    s.engine.wait().assert_clean(0);
+    expect_handshake_failure(
+        with_ca(&dir, &["-Sy"]),
+        &ClientSetup::new(),
+        "localhost",
+        "peer sent no certificates",
+    );
+}

@@ -504,3 +504,21 @@ fn no_stray_descriptors() {
     s.engine.close_app_in();
     s.engine.wait().assert_clean(0);
 }
+
+/// TLS 1.3 key updates from the client are followed, traffic goes on.
+#[test]
+fn key_update_from_the_client() {
+    let dir = TempDir::new("keyupdate");
+    let mut s = session(standard(&dir, &[]), &client(Versions::Tls13), "localhost");
+    for round in 0..3u8 {
+        s.client.conn.refresh_traffic_keys().unwrap();
+        s.client.send(&[round; 100]).unwrap();
+        assert_eq!(s.engine.app_read_exact(100), [round; 100]);
+        s.engine.app_write(&[round; 50]).unwrap();
+        assert_eq!(s.client.recv_exact(50), [round; 50]);
+    }
+    s.client.close_notify().unwrap();
+    assert_eq!(s.engine.app_read_to_eof(), b"");
+    s.engine.close_app_in();
+    s.engine.wait().assert_clean(0);
+}

@@ -734,10 +734,11 @@ impl Spawn {
         // the test's ends means the child closed (or exited).
         drop(self.fds);
         let mut stderr = child.stderr.take().expect("stderr pipe");
-        let stderr = std::thread::spawn(move || {
+        let (tx, stderr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let mut v = Vec::new();
             let _ = stderr.read_to_end(&mut v);
-            v
+            let _ = tx.send(v);
         });
         Engine {
             pid: child.id(),
@@ -745,7 +746,7 @@ impl Spawn {
             app_in: self.app_in,
             app_out: self.app_out,
             notify: self.notify,
-            stderr: Some(stderr),
+            stderr: Some(stderr_rx),
         }
     }
 }
@@ -804,7 +805,8 @@ pub struct Engine {
     pub app_out: Option<OwnedFd>,
     /// Read end of the notification pipe.
     pub notify: Option<OwnedFd>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
+    /// Everything the child wrote on stderr, sent when the pipe closes.
+    stderr: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
 }
 
 impl Engine {
@@ -836,11 +838,24 @@ impl Engine {
         loop {
             if let Some(status) = child.try_wait().expect("waitpid") {
                 self.child = None;
-                let stderr = self.stderr.take().map(|h| h.join().expect("stderr reader"));
+                // Reaped: the pid is gone.
+                let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+                assert_eq!(nix::sys::signal::kill(pid, None), Err(Errno::ESRCH));
+                // Its stderr closes with it, unless something it left
+                // behind still holds it: that fails the test.
+                let stderr = match self.stderr.take() {
+                    Some(rx) => rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| {
+                        panic!(
+                            "pid {} exited but its stderr is still open: a process was left behind",
+                            self.pid
+                        )
+                    }),
+                    None => Vec::new(),
+                };
                 return Some(Exit {
                     code: status.code(),
                     signal: status.signal(),
-                    stderr: String::from_utf8_lossy(&stderr.unwrap_or_default()).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
                 });
             }
             if Instant::now() >= deadline {
