@@ -288,3 +288,45 @@ fn configuration_error_exits_with_the_engine_code_without_prog() {
     assert_eq!(code, 96, "{stderr:?}");
     assert!(stderr.starts_with("s6-tlsd-io: fatal: "), "{stderr:?}");
 }
+
+// ---------------------------------------------------------------------
+// Exit codes of s6-tlsd itself
+
+#[test]
+fn usage_errors_exit_100_before_anything_runs() {
+    for args in [
+        &[][..],
+        &["-S"],
+        &["-x", TESTAPP, "dump"],
+        &["-v", "two", TESTAPP, "dump"],
+        &["-d", "3", TESTAPP, "dump"],
+        &["--sni-level", TESTAPP, "dump"],
+    ] {
+        let dir = TempDir::new("tlsd-usage");
+        let (mut server, mut sock) = direct(TLSD, args, &tls_env(&dir), &dir);
+        let mut rest = Vec::new();
+        let _ = sock.read_to_end(&mut rest);
+        assert_eq!(rest, b"", "{args:?}: nothing was sent");
+        assert_eq!(server.exit_code(), 100, "{args:?}");
+        let stderr = server.stderr();
+        assert!(
+            stderr.lines().count() == 1 && stderr.contains("usage: s6-tlsd "),
+            "{args:?}: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn prog_that_cannot_be_executed_exits_111_after_the_handshake() {
+    let dir = TempDir::new("tlsd-noexec");
+    let (mut server, sock) = direct(TLSD, &["--", "/nonexistent/prog"], &tls_env(&dir), &dir);
+    let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
+    client.handshake().unwrap();
+    let (data, _) = client.recv_to_end();
+    assert_eq!(data, b"");
+    assert_eq!(server.exit_code(), 111);
+    assert_eq!(
+        server.stderr(),
+        "s6-tlsd: fatal: unable to exec /nonexistent/prog: No such file or directory\n"
+    );
+}

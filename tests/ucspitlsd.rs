@@ -544,3 +544,113 @@ fn app_eof_with_big_s_under_tls12_ends_the_connection() {
         "TLS 1.2: nothing is read after close_notify"
     );
 }
+
+// ---------------------------------------------------------------------
+// Options reach s6-tlsd-io; the TLS variables still reach it
+
+/// prog `info y`: the client handshakes with `setup` and `server_name`,
+/// does one echo round trip, then ends with `finish`; returns the client
+/// and the server process after prog exited.
+fn echo_session(
+    opts: &[&str],
+    setup: &ClientSetup,
+    server_name: &str,
+    finish: impl FnOnce(&mut TlsClient),
+) -> (TlsClient, Group) {
+    let dir = TempDir::new("ucspi-opts");
+    let file = path_str(&dir, "info");
+    let (mut server, sock) = ucspitlsd(&dir, opts, &["info", "y", &file]);
+    let mut client = TlsClient::new(sock, setup, server_name);
+    client
+        .handshake()
+        .unwrap_or_else(|e| panic!("handshake: {e}; stderr: {:?}", server.stderr()));
+    client.send(b"ping\n").unwrap();
+    assert_eq!(client.recv_exact(5), b"ping\n");
+    finish(&mut client);
+    assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
+    (client, server)
+}
+
+#[test]
+fn sni_level_selects_the_named_certificate_which_prog_never_sees() {
+    let setup = ClientSetup::new().trust(common::Trust::Any);
+    for (opts, name, leaf) in [
+        (&["--sni"][..], "a.example", &pki().server_rsa),
+        (&["-k", "1"], "A.Example", &pki().server_rsa),
+        (&["-k1"], "localhost", &pki().server_p256),
+        (&[], "a.example", &pki().server_p256),
+    ] {
+        let (client, _) = echo_session(opts, &setup, name, |c| c.close_notify().unwrap());
+        assert!(
+            client.server_leaf() == leaf.cert,
+            "{opts:?} with SNI {name}: wrong certificate"
+        );
+    }
+}
+
+#[test]
+fn enforce_close_notify_reaches_the_engine() {
+    let eof_without_alert = |c: &mut TlsClient| c.shutdown_write();
+    let (_, server) = echo_session(&["-J"], &ClientSetup::new(), "localhost", eof_without_alert);
+    server.wait_stderr("s6-tlsd-io: fatal: remote closed connection without a close_notify");
+    let (_, server) = echo_session(&[], &ClientSetup::new(), "localhost", eof_without_alert);
+    assert_eq!(server.stderr(), "", "-j: a plain EOF is a normal end");
+}
+
+#[test]
+fn handshake_timeout_bounds_a_silent_client() {
+    let dir = TempDir::new("ucspi-hstimeout");
+    let file = path_str(&dir, "info");
+    let (mut server, mut sock) =
+        ucspitlsd(&dir, &["--handshake-timeout=500"], &["info", "Y", &file]);
+    let started = Instant::now();
+    assert_eq!(read_to_eof(&mut sock), b"");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(server.exit_code(), 0);
+    assert_eq!(std::fs::read(&file).unwrap(), b"", "EOF on SSLCTLFD");
+    server.wait_stderr("s6-tlsd-io: fatal: timed out: handshake not complete");
+}
+
+// ---------------------------------------------------------------------
+// Exit codes of s6-ucspitlsd itself
+
+#[test]
+fn usage_errors_exit_100_before_anything_runs() {
+    for args in [
+        &[][..],
+        &["-v2"],
+        &["-x", TESTAPP, "dump"],
+        &["-v", "two", TESTAPP, "dump"],
+        &["-K", "-1", TESTAPP, "dump"],
+        &["--nope", TESTAPP, "dump"],
+        &["--keep=1", TESTAPP, "dump"],
+        &["-d", "3", TESTAPP, "dump"],
+    ] {
+        let dir = TempDir::new("ucspi-usage");
+        let (mut server, mut sock) = direct(UCSPITLSD, args, &tls_env(&dir), &dir);
+        assert_eq!(read_to_eof(&mut sock), b"", "{args:?}: prog never ran");
+        assert_eq!(server.exit_code(), 100, "{args:?}");
+        let stderr = server.stderr();
+        assert!(
+            stderr.lines().count() == 1 && stderr.contains("usage: s6-ucspitlsd "),
+            "{args:?}: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn prog_that_cannot_be_executed_exits_111_and_the_helper_goes_quietly() {
+    let dir = TempDir::new("ucspi-noexec");
+    let (mut server, mut sock) = direct(
+        UCSPITLSD,
+        &["--", "/nonexistent/prog"],
+        &tls_env(&dir),
+        &dir,
+    );
+    assert_eq!(read_to_eof(&mut sock), b"", "the connection closes");
+    assert_eq!(server.exit_code(), 111);
+    assert_eq!(
+        server.stderr(),
+        "s6-ucspitlsd: fatal: unable to exec /nonexistent/prog: No such file or directory\n"
+    );
+}

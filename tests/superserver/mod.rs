@@ -36,6 +36,9 @@ pub struct Group {
     child: Option<Child>,
     pub pid: u32,
     pub stderr_path: PathBuf,
+    /// The same file, open for reading: it stays readable after the
+    /// temporary directory is removed.
+    stderr_file: std::fs::File,
 }
 
 impl Group {
@@ -45,6 +48,7 @@ impl Group {
     pub fn spawn(mut cmd: Command, env: &[(String, String)], dir: &TempDir, name: &str) -> Group {
         let stderr_path = dir.path().join(format!("{name}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
+        let stderr_file = std::fs::File::open(&stderr_path).expect("open stderr file");
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -68,6 +72,7 @@ impl Group {
             pid: child.id(),
             child: Some(child),
             stderr_path,
+            stderr_file,
         }
     }
 
@@ -114,7 +119,18 @@ impl Group {
 
     /// Everything the group wrote on stderr so far.
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        use std::os::unix::fs::FileExt;
+        let mut data = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.stderr_file.read_at(&mut buf, data.len() as u64) {
+                Ok(0) => break,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("read {}: {e}", self.stderr_path.display()),
+            }
+        }
+        String::from_utf8_lossy(&data).into_owned()
     }
 
     /// Waits until stderr contains `needle`; panics after `DEADLINE`.
