@@ -54,53 +54,83 @@ pub struct Pki {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: CertificateDer<'static>,
+    /// The server's certificate.
+    pub leaf: CertificateDer<'static>,
     /// The server key, PKCS#8 DER (what the key file's PEM encodes).
     pub key_der: Vec<u8>,
     /// The key file's text.
     pub key_pem: String,
 }
 
-pub fn pki() -> &'static Pki {
-    static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
-            KeyUsagePurpose,
-        };
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "s6-tls fault tests CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-            .expect("CA certificate");
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+type Issuer = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
+
+/// The test CA.
+fn ca() -> &'static Issuer {
+    static CA: OnceLock<Issuer> = OnceLock::new();
+    CA.get_or_init(|| {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
             .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let key = KeyPair::generate().expect("server key");
-        let cert = params.signed_by(&key, &ca).expect("server certificate");
-
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("s6-tls-faults-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temporary directory");
-        let cert_path = dir.join("server.pem");
-        let key_path = dir.join("server.key");
-        std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca.pem())).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod key");
-        Pki {
-            dir,
-            cert: cert_path,
-            key: key_path,
-            ca: ca.der().clone(),
-            key_der: key.serialize_der(),
-            key_pem: key.serialize_pem(),
-        }
+            .push(DnType::CommonName, "s6-tls fault tests CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate")
     })
+}
+
+/// A server certificate for `localhost` with a key of `alg`, on disk.
+fn make_pki(stem: &str, alg: &'static rcgen::SignatureAlgorithm) -> Pki {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let ca = ca();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate_for(alg).expect("server key");
+    let cert = params.signed_by(&key, ca).expect("server certificate");
+
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    // Directories of earlier runs whose process is gone.
+    for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("s6-tls-faults-"))
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| state(p).is_none()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = base.join(format!("s6-tls-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the temporary directory");
+    let cert_path = dir.join(format!("{stem}.pem"));
+    let key_path = dir.join(format!("{stem}.key"));
+    std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca.pem())).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    Pki {
+        dir,
+        cert: cert_path,
+        key: key_path,
+        ca: ca.der().clone(),
+        leaf: cert.der().clone(),
+        key_der: key.serialize_der(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// ECDSA P-256, what every test uses unless it says otherwise.
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| make_pki("server", &rcgen::PKCS_ECDSA_P256_SHA256))
+}
+
+/// RSA 2048.
+pub fn rsa_pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| make_pki("server-rsa", &rcgen::PKCS_RSA_SHA256))
 }
 
 /// A client configuration trusting the test CA, TLS 1.3 and 1.2.
@@ -145,6 +175,13 @@ fn stat_fields(pid: i32) -> Option<(String, char, i32)> {
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
     Some((comm, state, ppid))
+}
+
+/// The process group, also readable for a zombie.
+pub fn pgid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    stat[close + 1..].split_whitespace().nth(2)?.parse().ok()
 }
 
 pub fn all_pids() -> Vec<i32> {
@@ -242,22 +279,60 @@ pub enum Exit {
     Signal(i32),
 }
 
+/// Exit statuses collected by `reap_orphans`, for `reap` to find.
+static REAPED: Mutex<Vec<(i32, String, Exit)>> = Mutex::new(Vec::new());
+
+fn exit_of(status: WaitStatus) -> Option<Exit> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(Exit::Code(code)),
+        WaitStatus::Signaled(_, sig, _) => Some(Exit::Signal(sig as i32)),
+        _ => None,
+    }
+}
+
 /// Waits (bounded) for a process that is or will become our child (the
 /// engine is reparented to us when prog ends) and returns how it ended.
 pub fn reap(pid: i32, timeout: Duration) -> Option<Exit> {
     let deadline = Instant::now() + timeout;
     loop {
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Some(Exit::Code(code)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Some(Exit::Signal(sig as i32)),
-            // Still running, or still prog's child: wait.
-            Ok(_) | Err(_) => {}
+        {
+            let mut reaped = REAPED.lock().unwrap();
+            if let Some(i) = reaped.iter().position(|(p, _, _)| *p == pid) {
+                return Some(reaped.remove(i).2);
+            }
+        }
+        // Still running, or still prog's child (ECHILD): wait.
+        if let Ok(status) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            if let Some(exit) = exit_of(status) {
+                return Some(exit);
+            }
         }
         if Instant::now() >= deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Reaps every zombie reparented to us from one server's process group
+/// (sessions whose pids the test never learnt: a scanner's); returns
+/// (pid, command, exit) of each. `reap` still finds them.
+pub fn reap_orphans(server: &Server) -> Vec<(i32, String, Exit)> {
+    let mut found = Vec::new();
+    for pid in children(std::process::id() as i32) {
+        let Some(name) = comm(pid) else { continue };
+        if state(pid) != Some('Z') || pgid(pid) != Some(server.pid) {
+            continue;
+        }
+        if let Some(exit) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+            .ok()
+            .and_then(exit_of)
+        {
+            found.push((pid, name, exit));
+        }
+    }
+    REAPED.lock().unwrap().extend(found.iter().cloned());
+    found
 }
 
 pub fn sigkill(pid: i32) {
@@ -296,6 +371,8 @@ pub struct ServerSpec<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// tcpserver -c: concurrent connections.
     pub concurrency: u32,
+    /// The server's certificate and key (default: `pki()`).
+    pub pki: Option<&'static Pki>,
 }
 
 impl Default for ServerSpec<'_> {
@@ -305,6 +382,7 @@ impl Default for ServerSpec<'_> {
             prog: &[],
             env: &[],
             concurrency: 40,
+            pki: None,
         }
     }
 }
@@ -328,7 +406,7 @@ impl Server {
 
     pub fn start_spec(spec: &ServerSpec<'_>) -> Server {
         init();
-        let pki = pki();
+        let pki = spec.pki.unwrap_or_else(pki);
         for _attempt in 0..20 {
             let port = free_port();
             let mut cmd = Command::new("tcpserver");
@@ -345,6 +423,16 @@ impl Server {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .process_group(0);
+            // SAFETY: close_range is async-signal-safe and touches no Rust
+            // state. Descriptors the test process inherited (a jobserver's,
+            // a harness's) must not reach tcpserver and every prog: mark
+            // them close-on-exec (std's own exec-error pipe already is).
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::libc::close_range(3, u32::MAX, nix::libc::CLOSE_RANGE_CLOEXEC as i32);
+                    Ok(())
+                });
+            }
             let mut child = cmd
                 .spawn()
                 .expect("spawn tcpserver (apt-get install ucspi-tcp)");
