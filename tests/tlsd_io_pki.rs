@@ -830,3 +830,109 @@ fn bundled_sy() {
         "peer sent no certificates",
     );
 }
+
+/// Starts `openssl s_client VERSION` against a fresh engine (standard
+/// pair, `-v2`); returns the engine, s_client, its stdin, and its stdout
+/// and stderr (non-blocking, for [`read_until`]).
+fn s_client(
+    dir: &TempDir,
+    version_flag: &str,
+) -> (
+    Engine,
+    ChildGuard,
+    std::process::ChildStdin,
+    std::os::fd::OwnedFd,
+    std::os::fd::OwnedFd,
+) {
+    let ca = dir.write("ca.pem", pki().ca.cert_pem());
+    let listener = Listener::new();
+    let mut openssl = ChildGuard(
+        Command::new(OPENSSL)
+            .args(["s_client", "-connect", &listener.addr.to_string()])
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(&ca)
+            .args(["-verify_return_error", "-brief", version_flag])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn openssl"),
+    );
+    let stdin = openssl.0.stdin.take().unwrap();
+    let stdout: std::os::fd::OwnedFd = openssl.0.stdout.take().unwrap().into();
+    let stderr: std::os::fd::OwnedFd = openssl.0.stderr.take().unwrap().into();
+    set_nonblocking(stdout.as_fd());
+    set_nonblocking(stderr.as_fd());
+    let engine = standard(dir, &["-v2"]).spawn(Some(listener.accept()));
+    (engine, openssl, stdin, stdout, stderr)
+}
+
+/// Reads `fd` until what was read contains `needle` (panics on EOF or
+/// after [`DEADLINE`]); returns everything read.
+fn read_until(fd: &std::os::fd::OwnedFd, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let mut buf = [0; 4096];
+        let n = read_some(fd.as_fd(), &mut buf, deadline).unwrap();
+        assert!(
+            n > 0,
+            "EOF before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// TLS 1.3 key update requested by OpenSSL (`K`): answered, traffic
+/// goes on.
+#[test]
+fn openssl_key_update() {
+    let dir = TempDir::new("keyupdate");
+    let (mut engine, mut openssl, mut stdin, stdout, stderr) = s_client(&dir, "-tls1_3");
+    stdin.write_all(b"before\n").unwrap();
+    assert_eq!(engine.app_read_exact(7), b"before\n");
+    // s_client reads its commands from whole reads of stdin: wait until
+    // it has taken this one before sending more.
+    stdin.write_all(b"K\n").unwrap();
+    read_until(&stderr, "KEYUPDATE\n");
+    stdin.write_all(b"after\n").unwrap();
+    assert_eq!(engine.app_read_exact(6), b"after\n");
+    engine.app_write(b"reply\n").unwrap();
+    assert_eq!(read_until(&stdout, "reply\n"), "reply\n");
+    // The client closes first (close_notify), then the app.
+    drop(stdin);
+    assert_eq!(engine.app_read_to_eof(), b"");
+    engine.close_app_in();
+    engine.wait().assert_no_complaint(0);
+    assert!(openssl.wait_within(DEADLINE).success());
+}
+
+/// TLS 1.2 renegotiation requested by OpenSSL (`R`) is refused: OpenSSL
+/// gives up with a fatal alert, which ends the engine with 98.
+#[test]
+fn openssl_renegotiation_is_refused() {
+    let dir = TempDir::new("reneg");
+    let (mut engine, mut openssl, mut stdin, _stdout, stderr) = s_client(&dir, "-tls1_2");
+    stdin.write_all(b"before\n").unwrap();
+    assert_eq!(engine.app_read_exact(7), b"before\n");
+    stdin.write_all(b"R\n").unwrap();
+    assert_eq!(engine.app_read_to_eof(), b"");
+    let exit = engine.wait();
+    assert_eq!(exit.code, Some(98));
+    assert!(
+        exit.stderr.ends_with(&format!(
+            "{FATAL}TLS error: received fatal alert: HandshakeFailure\n"
+        )),
+        "{:?}",
+        exit.stderr
+    );
+    drop(stdin);
+    assert!(!openssl.wait_within(DEADLINE).success());
+    let stderr = String::from_utf8(read_to_eof(stderr.as_fd())).unwrap();
+    assert!(
+        stderr.contains("RENEGOTIATING") && stderr.contains("no renegotiation"),
+        "{stderr}"
+    );
+}

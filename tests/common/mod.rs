@@ -760,6 +760,23 @@ pub struct Exit {
 }
 
 impl Exit {
+    /// Asserts the exit code and that stderr holds nothing but info and
+    /// debug lines (no warning, no fatal error).
+    pub fn assert_no_complaint(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit status; stderr: {:?}",
+            self.stderr
+        );
+        for line in self.stderr.lines() {
+            assert!(
+                line.contains(": info: ") || line.contains(": debug: "),
+                "unexpected stderr line {line:?}"
+            );
+        }
+    }
+
     /// Asserts the exit code and that stderr is empty.
     pub fn assert_clean(&self, code: i32) {
         assert_eq!(
