@@ -24,9 +24,11 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
     } else {
         match (env_path("CERTFILE"), env_path("KEYFILE")) {
             (Some(cert), Some(key)) => Some((cert, key)),
-            (None, _) if opts.sni_level == 0 => return Err(Fatal::usage("CERTFILE not set")),
-            (_, None) if opts.sni_level == 0 => return Err(Fatal::usage("KEYFILE not set")),
-            _ => None,
+            // With -k 1 the plain pair (the default) is optional; half of
+            // one is a mistake, as it is for the named pairs.
+            (None, None) if opts.sni_level == 1 => None,
+            (None, _) => return Err(Fatal::usage("CERTFILE not set")),
+            (_, None) => return Err(Fatal::usage("KEYFILE not set")),
         }
     };
     let named = if opts.sni_level >= 1 {

@@ -569,3 +569,45 @@ fn privilege_drop() {
     s.engine.close_app_in();
     s.engine.wait().assert_clean(0);
 }
+
+/// With -k 1 the plain pair is optional, but half of it is an error; with
+/// -k 2 it is ignored, halves included.
+#[test]
+fn plain_pair_at_sni_levels() {
+    let dir = TempDir::new("plainhalf");
+    let (cert, key) = pki().server_p256.write(&dir, "server");
+    let named: [(&str, &Path); 2] = [
+        ("CERTFILE:mail.example.org", &cert),
+        ("KEYFILE:mail.example.org", &key),
+    ];
+    fn with<'a>(
+        named: &[(&'a str, &'a Path)],
+        extra: &[(&'a str, &'a Path)],
+    ) -> Vec<(&'a str, &'a Path)> {
+        let mut env = named.to_vec();
+        env.extend_from_slice(extra);
+        env
+    }
+    configured(&["-k1"], &with(&named, &[("CERTFILE", &cert)]))
+        .assert_fatal(100, "KEYFILE not set");
+    configured(&["-k1"], &with(&named, &[("KEYFILE", &key)])).assert_fatal(100, "CERTFILE not set");
+    // Neither: no certificate at all.
+    configured(&["-k1"], &[]).assert_fatal(100, "no certificate configured");
+    configured(&["-k2"], &[("CERTFILE", &cert), ("KEYFILE", &key)])
+        .assert_fatal(100, "no certificate configured");
+    // Named pairs only, at -k1 and -k2 (with a plain half at -k2): the
+    // engine starts and waits for a client.
+    for (args, extra) in [
+        (&["-k1"][..], &[][..]),
+        (&["-k2"], &[("CERTFILE", cert.as_path())]),
+    ] {
+        let mut spawn = Spawn::new(args.iter().copied().chain(["3", "4"])).app(3, 4);
+        for (k, v) in with(&named, extra) {
+            spawn = spawn.env(k, v);
+        }
+        let (_client, server) = tcp_pair();
+        let mut engine = spawn.spawn(Some(server));
+        engine.assert_running_after(Duration::from_millis(300));
+        assert_eq!(engine.kill().stderr, "", "{args:?}");
+    }
+}

@@ -936,3 +936,25 @@ fn openssl_renegotiation_is_refused() {
         "{stderr}"
     );
 }
+
+/// -k1 without a plain pair: named pairs only, and no default.
+#[test]
+fn sni_level_1_without_a_default() {
+    let t = SniSetup::new();
+    let (mc, mk) = t.mail.write(&t.dir, "mail-only");
+    let spawn = || {
+        Spawn::new(["-k1", "-d5", "3", "4"])
+            .app(3, 4)
+            .notify(5)
+            .env("CERTFILE:mail.example.org", &mc)
+            .env("KEYFILE:mail.example.org", &mk)
+    };
+    let (leaf, _) = t.presented(spawn(), "mail.example.org");
+    assert_eq!(leaf, t.mail.cert);
+    expect_handshake_failure(
+        spawn(),
+        &ClientSetup::new().trust(Trust::Any),
+        "other.org",
+        "unexpected error: no server certificate chain resolved",
+    );
+}
