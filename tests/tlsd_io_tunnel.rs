@@ -522,3 +522,74 @@ fn key_update_from_the_client() {
     s.engine.close_app_in();
     s.engine.wait().assert_clean(0);
 }
+
+/// The engine's memory stays bounded when neither side reads: flow
+/// control reaches the writers instead.
+#[test]
+fn memory_is_bounded_under_backpressure() {
+    use std::io::Write as _;
+    let dir = TempDir::new("backpressure");
+    let mut s = session(standard(&dir, &[]), &ClientSetup::new(), "localhost");
+    s.client.send(b"warm-up").unwrap();
+    assert_eq!(s.engine.app_read_exact(7), b"warm-up");
+    let kib = |engine: &Engine, field: &str| -> u64 {
+        let v = engine.proc_status(field);
+        v.trim_end_matches(" kB").trim().parse().unwrap()
+    };
+    let baseline = kib(&s.engine, "VmRSS");
+    // The client writes until its socket is full: the engine cannot
+    // deliver (the app does not read), so it stops reading.
+    let chunk = Stream::bytes(30, 64 * 1024);
+    let mut client_sent = Sha256::new();
+    s.client.sock.set_nonblocking(true).unwrap();
+    'client: loop {
+        if !s.client.conn.wants_write() {
+            let n = s.client.conn.writer().write(&chunk).unwrap();
+            client_sent.update(&chunk[..n]);
+        }
+        while s.client.conn.wants_write() {
+            match s.client.conn.write_tls(&mut s.client.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break 'client,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    // The app writes until its pipe is full: the client does not read.
+    let mut app_sent = Sha256::new();
+    let app_in = s.engine.app_in.take().unwrap();
+    loop {
+        match nix::unistd::write(&app_in, &chunk) {
+            Ok(n) => app_sent.update(&chunk[..n]),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let grown = kib(&s.engine, "VmHWM").saturating_sub(baseline);
+    assert!(grown < 4096, "the engine grew by {grown} KiB");
+    assert!(client_sent.len > 1 << 20 && app_sent.len > 1 << 20);
+    // Now both read: everything arrives.
+    drop(app_in);
+    s.client.sock.set_nonblocking(false).unwrap();
+    let app_out = s.engine.app_out.take().unwrap();
+    let expected = client_sent.len;
+    let reader = std::thread::spawn(move || {
+        let deadline = Instant::now() + DEADLINE;
+        let mut sha = Sha256::new();
+        let mut buf = vec![0; 64 * 1024];
+        while sha.len < expected {
+            let n = read_some(app_out.as_fd(), &mut buf, deadline).unwrap();
+            assert!(n > 0, "EOF after {} bytes", sha.len);
+            sha.update(&buf[..n]);
+        }
+        (app_out, sha.finish())
+    });
+    let mut client_got = Sha256::new();
+    let end = s.client.duplex(|_| 0, |d| client_got.update(d), true);
+    assert_eq!(end, End::Eof);
+    let (app_out, app_got) = reader.join().unwrap();
+    assert_eq!(app_got, client_sent.finish());
+    assert_eq!(client_got.finish(), app_sent.finish());
+    assert_eq!(read_to_eof(app_out.as_fd()), b"");
+    s.engine.wait().assert_clean(0);
+}
