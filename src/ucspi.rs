@@ -30,6 +30,12 @@ pub enum Error {
     Missing(&'static str),
     /// It is set, but not to an open descriptor number.
     Invalid { var: &'static str, value: String },
+    /// Two of the variables name the same descriptor.
+    Shared {
+        first: &'static str,
+        second: &'static str,
+        fd: RawFd,
+    },
     /// Reading or writing the control socket failed.
     Io(io::Error),
     /// The control socket closed without information: TLS did not come up.
@@ -45,6 +51,9 @@ impl fmt::Display for Error {
                 write!(f, "{var} is not set: not running under a UCSPI-TLS server")
             }
             Error::Invalid { var, value } => write!(f, "{var}={value:?} is not an open descriptor"),
+            Error::Shared { first, second, fd } => {
+                write!(f, "{first} and {second} both name descriptor {fd}")
+            }
             Error::Io(e) => write!(f, "control socket: {e}"),
             Error::HandshakeFailed => f.write_str("the TLS handshake failed"),
             Error::BadInformation(why) => write!(f, "bad connection information: {why}"),
@@ -89,7 +98,8 @@ impl Tls {
     }
 }
 
-fn take_fd(var: &'static str) -> Result<File, Error> {
+/// The open descriptor named by `var` (not taken yet).
+fn fd_from_env(var: &'static str) -> Result<RawFd, Error> {
     let value = std::env::var(var).map_err(|_| Error::Missing(var))?;
     let invalid = || Error::Invalid {
         var,
@@ -102,19 +112,36 @@ fn take_fd(var: &'static str) -> Result<File, Error> {
     if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
         return Err(invalid());
     }
-    // SAFETY: the descriptor is open, and the protocol hands it to this
-    // program alone; `Ucspi::from_env` takes each variable once.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    Ok(fd)
 }
 
 impl Ucspi {
     /// Takes the descriptors named by `SSLCTLFD`, `SSLREADFD` and
     /// `SSLWRITEFD`. Call it once.
     pub fn from_env() -> Result<Ucspi, Error> {
+        // Check all three before taking any: on an error, no descriptor
+        // of the program's (its stderr, say) is closed behind its back.
+        let names = ["SSLCTLFD", "SSLREADFD", "SSLWRITEFD"];
+        let mut fds = [0; 3];
+        for (i, name) in names.into_iter().enumerate() {
+            fds[i] = fd_from_env(name)?;
+            if let Some(j) = fds[..i].iter().position(|&fd| fd == fds[i]) {
+                return Err(Error::Shared {
+                    first: names[j],
+                    second: name,
+                    fd: fds[i],
+                });
+            }
+        }
+        // SAFETY: the three descriptors are open and distinct, and the
+        // protocol hands them to this program alone: each gets exactly one
+        // owner here (hence "call it once").
+        let [control, reader, writer] =
+            fds.map(|fd| File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
         Ok(Ucspi {
-            control: take_fd("SSLCTLFD")?,
-            reader: take_fd("SSLREADFD")?,
-            writer: take_fd("SSLWRITEFD")?,
+            control,
+            reader,
+            writer,
         })
     }
 

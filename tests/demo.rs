@@ -382,3 +382,21 @@ fn overlong_body_line_does_not_end_the_message() {
     let next = read_reply(&mut sock);
     assert!(next[0].starts_with("250 2.0.0 OK after"), "{next:?}");
 }
+
+/// Without s6-ucspitlsd, STARTTLS is refused and the session goes on.
+#[test]
+fn starttls_without_ucspitlsd_is_refused_and_the_session_goes_on() {
+    let dir = TempDir::new("demo-plain");
+    let server = SuperServer::start(Kind::Tcpserver, &[DEMO], &[], &dir);
+    let mut sock = server.connect();
+    read_reply(&mut sock);
+    superserver::write_all(&mut sock, b"STARTTLS\r\nNOOP still-here\r\nQUIT\r\n");
+    assert!(read_reply(&mut sock)[0].starts_with("454 "));
+    let noop = read_reply(&mut sock);
+    assert!(
+        noop[0].starts_with("250 2.0.0 OK still-here [cleartext]"),
+        "{noop:?}"
+    );
+    assert!(read_reply(&mut sock)[0].starts_with("221 "));
+    server.group.wait_stderr("SSLCTLFD is not set");
+}

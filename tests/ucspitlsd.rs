@@ -654,3 +654,51 @@ fn prog_that_cannot_be_executed_exits_111_and_the_helper_goes_quietly() {
         "s6-ucspitlsd: fatal: unable to exec /nonexistent/prog: No such file or directory\n"
     );
 }
+
+// ---------------------------------------------------------------------
+// The application library outside a UCSPI-TLS server
+
+#[test]
+fn the_library_says_clearly_what_is_missing_and_closes_nothing() {
+    let dir = TempDir::new("ucspi-lib");
+    for (env, expected) in [
+        (
+            vec![],
+            "SSLCTLFD is not set: not running under a UCSPI-TLS server",
+        ),
+        (
+            vec![
+                ("SSLCTLFD", "99"),
+                ("SSLREADFD", "98"),
+                ("SSLWRITEFD", "97"),
+            ],
+            "SSLCTLFD=\"99\" is not an open descriptor",
+        ),
+        (
+            vec![("SSLCTLFD", "2"), ("SSLREADFD", "x"), ("SSLWRITEFD", "1")],
+            "SSLREADFD=\"x\" is not an open descriptor",
+        ),
+        (
+            vec![("SSLCTLFD", "2"), ("SSLREADFD", "0")],
+            "SSLWRITEFD is not set",
+        ),
+        // One descriptor must never get two owners (a double close).
+        (
+            vec![("SSLCTLFD", "2"), ("SSLREADFD", "0"), ("SSLWRITEFD", "0")],
+            "SSLREADFD and SSLWRITEFD both name descriptor 0",
+        ),
+    ] {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut cmd = std::process::Command::new(TESTAPP);
+        cmd.args(["hash", "0", "0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        let mut app = Group::spawn(cmd, &env, &dir, "testapp");
+        assert_eq!(app.exit_code(), 1, "{env:?}");
+        let stderr = app.stderr();
+        assert!(stderr.contains(expected), "{env:?}: {stderr:?}");
+    }
+}
