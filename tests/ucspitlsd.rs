@@ -228,6 +228,22 @@ fn tcpserver_prog_keeps_tls_variables_with_big_z() {
 }
 
 #[test]
+fn options_after_prog_belong_to_prog() {
+    let dir = TempDir::new("ucspi-argv");
+    let (mut server, mut sock) = direct(
+        UCSPITLSD,
+        &["-v2", TESTAPP, "dump", "-", "-Z", "--", "-S"],
+        &tls_env(&dir),
+        &dir,
+    );
+    let dump = Dump::parse(&String::from_utf8(read_to_eof(&mut sock)).unwrap());
+    assert_eq!(dump.args, ["-Z", "--", "-S"], "prog's arguments, untouched");
+    assert_tls_variables(&dump, &[], false);
+    assert_descriptors(&dump);
+    assert_eq!(server.exit_code(), 0);
+}
+
+#[test]
 fn socket_activate_prog_gets_three_descriptors_and_no_tls_variables() {
     let (dump, env) = dump_under(Kind::SocketActivate, &["-z"]);
     assert_tls_variables(&dump, &env, false);

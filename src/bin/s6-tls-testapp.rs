@@ -3,10 +3,11 @@
 //! selects the behaviour; failures print `s6-tls-testapp: fatal: ...` on
 //! stderr and exit 1.
 //!
-//! - `dump [FILE]`: write `env NAME=value` for each environment variable,
-//!   then `fd N TARGET` for each open descriptor (from `/proc/self/fd`,
-//!   without the one used to list it), then `end`, on stdout (and into
-//!   FILE); exit without any UCSPI-TLS command.
+//! - `dump [FILE [ARG...]]`: write `arg ARG` for each ARG, `env NAME=value`
+//!   for each environment variable, then `fd N TARGET` for each open
+//!   descriptor (from `/proc/self/fd`, without the one used to list it),
+//!   then `end`, on stdout (and into FILE unless it is `-`); exit without
+//!   any UCSPI-TLS command.
 //! - `info y|Y FILE`: send the command, copy every byte then read on
 //!   `SSLCTLFD` up to its EOF into FILE (raw), then echo the tunnel
 //!   (`SSLREADFD` to `SSLWRITEFD`) until EOF.
@@ -51,8 +52,11 @@ fn stdout_file() -> File {
     File::from(unsafe { OwnedFd::from_raw_fd(1) })
 }
 
-fn dump(file: Option<&String>) -> Result<()> {
+fn dump(file: Option<&String>, args: &[String]) -> Result<()> {
     let mut text = String::new();
+    for arg in args {
+        text.push_str(&format!("arg {arg}\n"));
+    }
     for (name, value) in std::env::vars_os() {
         let (name, value) = (name.to_string_lossy(), value.to_string_lossy());
         text.push_str(&format!("env {name}={value}\n"));
@@ -71,7 +75,7 @@ fn dump(file: Option<&String>) -> Result<()> {
         text.push_str(&format!("fd {fd} {}\n", target.display()));
     }
     text.push_str("end\n");
-    if let Some(path) = file {
+    if let Some(path) = file.filter(|f| *f != "-") {
         std::fs::write(path, &text)?;
     }
     stdout_file().write_all(text.as_bytes())?;
@@ -158,7 +162,7 @@ fn number(arg: Option<&String>) -> Result<u64> {
 fn run(args: &[String]) -> Result<()> {
     let arg = |i: usize| args.get(i);
     match arg(0).map(String::as_str).unwrap_or("") {
-        "dump" => dump(arg(1))?,
+        "dump" => dump(arg(1), args.get(2..).unwrap_or_default())?,
         "info" => {
             let mut ctl = env_fd("SSLCTLFD")?;
             ctl.write_all(arg(1).ok_or("missing command")?.as_bytes())?;

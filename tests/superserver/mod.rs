@@ -357,6 +357,7 @@ pub fn env_with(dir: &TempDir, extra: &[(&str, &str)]) -> Vec<(String, String)> 
 /// descriptors with their targets.
 #[derive(Debug)]
 pub struct Dump {
+    pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub fds: BTreeMap<i32, String>,
 }
@@ -365,11 +366,14 @@ impl Dump {
     pub fn parse(text: &str) -> Dump {
         assert!(text.ends_with("end\n"), "incomplete dump: {text:?}");
         let mut dump = Dump {
+            args: Vec::new(),
             env: BTreeMap::new(),
             fds: BTreeMap::new(),
         };
         for line in text.lines() {
-            if let Some(entry) = line.strip_prefix("env ") {
+            if let Some(arg) = line.strip_prefix("arg ") {
+                dump.args.push(arg.into());
+            } else if let Some(entry) = line.strip_prefix("env ") {
                 let (k, v) = entry.split_once('=').expect("env line");
                 dump.env.insert(k.into(), v.into());
             } else if let Some(entry) = line.strip_prefix("fd ") {
