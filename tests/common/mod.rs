@@ -43,7 +43,8 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, NamedGroup, 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,8 +103,6 @@ impl TempDir {
         path
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -1521,15 +1520,6 @@ pub fn encode_info(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
     }
     out.push(0);
     out
-}
-
-/// Takes raw ownership of a descriptor number (for tests that build
-/// unusual descriptor setups).
-///
-/// # Safety
-/// `fd` must be open and owned by nobody else.
-pub unsafe fn owned(fd: RawFd) -> OwnedFd {
-    OwnedFd::from_raw_fd(fd)
 }
 
 /// s6-tlsd-io with `args` followed by the operands `3 4`, application
