@@ -210,30 +210,32 @@ fn empty_garbage_or_truncated_files_are_96() {
 fn encrypted_keys_are_96() {
     let dir = TempDir::new("encrypted");
     let (cert, key) = pki().server_p256.write(&dir, "server");
+    let key_s = key.to_str().unwrap();
     let pkcs8 = dir.path().join("pkcs8-encrypted.key");
-    run_openssl([
-        "pkcs8".as_ref(),
-        "-topk8".as_ref(),
-        "-v2".as_ref(),
-        "aes-256-cbc".as_ref(),
-        "-passout".as_ref(),
-        "pass:secret".as_ref(),
-        "-in".as_ref(),
-        key.as_os_str(),
-        "-out".as_ref(),
-        pkcs8.as_os_str(),
-    ]);
     let legacy = dir.path().join("legacy-encrypted.key");
-    run_openssl([
-        "ec".as_ref(),
-        "-aes256".as_ref(),
-        "-passout".as_ref(),
-        "pass:secret".as_ref(),
-        "-in".as_ref(),
-        key.as_os_str(),
-        "-out".as_ref(),
-        legacy.as_os_str(),
-    ]);
+    let der = dir.path().join("pkcs8-encrypted.der");
+    let encrypt = ["-passout", "pass:secret", "-in", key_s, "-out"];
+    let topk8 = ["pkcs8", "-topk8", "-v2", "aes-256-cbc"];
+    run_openssl(
+        topk8
+            .iter()
+            .chain(&encrypt)
+            .chain(&[pkcs8.to_str().unwrap()]),
+    );
+    run_openssl(
+        ["ec", "-aes256"]
+            .iter()
+            .chain(&encrypt)
+            .chain(&[legacy.to_str().unwrap()]),
+    );
+    // The same PKCS#8 structure in DER, where there is no PEM label.
+    run_openssl(
+        topk8
+            .iter()
+            .chain(&["-outform", "DER"])
+            .chain(&encrypt)
+            .chain(&[der.to_str().unwrap()]),
+    );
     assert!(std::fs::read_to_string(&legacy)
         .unwrap()
         .contains("Proc-Type: 4,ENCRYPTED"));
@@ -247,22 +249,6 @@ fn encrypted_keys_are_96() {
             ),
         );
     }
-    // The same PKCS#8 structure in DER, where there is no PEM label.
-    let der = dir.path().join("pkcs8-encrypted.der");
-    run_openssl([
-        "pkcs8".as_ref(),
-        "-topk8".as_ref(),
-        "-v2".as_ref(),
-        "aes-256-cbc".as_ref(),
-        "-passout".as_ref(),
-        "pass:secret".as_ref(),
-        "-outform".as_ref(),
-        "DER".as_ref(),
-        "-in".as_ref(),
-        key.as_os_str(),
-        "-out".as_ref(),
-        der.as_os_str(),
-    ]);
     configured(&[], &[("CERTFILE", &cert), ("KEYFILE", &der)])
         .assert_fatal(96, &format!("KEYFILE {}: ", der.display()));
 }
@@ -296,19 +282,19 @@ fn rsa_key_under_2048_bits_is_96() {
     let key = dir.path().join("rsa1024.key");
     let cert = dir.path().join("rsa1024.crt");
     run_openssl([
-        "req".as_ref(),
-        "-x509".as_ref(),
-        "-newkey".as_ref(),
-        "rsa:1024".as_ref(),
-        "-nodes".as_ref(),
-        "-subj".as_ref(),
-        "/CN=localhost".as_ref(),
-        "-days".as_ref(),
-        "2".as_ref(),
-        "-keyout".as_ref(),
-        key.as_os_str(),
-        "-out".as_ref(),
-        cert.as_os_str(),
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:1024",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "2",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
     ]);
     configured(&[], &[("CERTFILE", &cert), ("KEYFILE", &key)])
         .assert_fatal(96, &format!("KEYFILE {}: ", key.display()));

@@ -958,3 +958,56 @@ fn sni_level_1_without_a_default() {
         "unexpected error: no server certificate chain resolved",
     );
 }
+
+/// PEM files as tools write them: `openssl ecparam -genkey` (EC
+/// PARAMETERS before the key), CRLF line ends, `openssl x509 -text`
+/// (a text dump before the certificate).
+#[test]
+fn pem_variants_from_real_tools() {
+    let dir = TempDir::new("pemvariants");
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let (key_s, cert_s) = (key.to_str().unwrap(), cert.to_str().unwrap());
+    run_openssl(["ecparam", "-name", "prime256v1", "-genkey", "-out", key_s]);
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        key_pem.starts_with("-----BEGIN EC PARAMETERS-----"),
+        "{key_pem}"
+    );
+    run_openssl([
+        "req",
+        "-x509",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "2",
+        "-key",
+        key_s,
+        "-out",
+        cert_s,
+    ]);
+    let text = run_openssl(["x509", "-text", "-in", cert_s]);
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    let crlf = |s: &str| s.replace('\n', "\r\n");
+    let with_text = dir.write("text.pem", &text);
+    assert!(!text.starts_with(b"-----BEGIN"));
+    let crlf_cert = dir.write("crlf.crt", crlf(&cert_pem));
+    let crlf_key = dir.write("crlf.key", crlf(&key_pem));
+    let expected = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()
+    };
+    for (cert, key) in [
+        (cert.clone(), key.clone()),
+        (crlf_cert, crlf_key),
+        (with_text, key.clone()),
+    ] {
+        let spawn = Spawn::new(["3", "4"]).app(3, 4).cert(&cert, &key);
+        let mut s = session(spawn, &ClientSetup::new().trust(Trust::Any), "localhost");
+        assert_eq!(s.client.server_leaf(), expected, "{cert:?} {key:?}");
+        s.client.close_notify().unwrap();
+        assert_eq!(s.engine.app_read_to_eof(), b"");
+        s.engine.close_app_in();
+        s.engine.wait().assert_clean(0);
+    }
+}
