@@ -79,8 +79,9 @@ pub struct Tunnel {
     /// The network descriptors, while that direction is in use.
     net_in: Option<OwnedFd>,
     net_out: Option<OwnedFd>,
-    /// The network descriptors whose direction has ended with a
-    /// `shutdown`, kept open until the exit: see [`Tunnel::linger`].
+    /// The network descriptors whose direction has ended (no longer
+    /// read; shut down for writing), kept open until the exit: see
+    /// [`Tunnel::linger`].
     parked_in: Option<OwnedFd>,
     parked_out: Option<OwnedFd>,
     app_in: Option<OwnedFd>,
