@@ -94,6 +94,23 @@ pub fn cpu_seconds_with_children(pid: i32) -> Option<f64> {
     Some(ticks as f64 / hz)
 }
 
+/// utime + stime of every live descendant of a process, in seconds: the
+/// CPU a session's processes have used so far.
+pub fn descendants_cpu_seconds(pid: i32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    descendants(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let close = text.rfind(')')?;
+            let f: Vec<&str> = text[close + 2..].split_ascii_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum::<u64>() as f64
+        / hz
+}
+
 fn kib_field(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find(|l| l.starts_with(name))

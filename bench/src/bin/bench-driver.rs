@@ -258,21 +258,29 @@ enum Dir {
     Up,
 }
 
+/// One transfer: MB/s, and the CPU the session's server processes (app,
+/// engine, stunnel) used for it, in ms per MiB.
 fn transfer(
     server: &Server,
     mode: Mode,
     cfg: &Arc<ClientConfig>,
     dir: Dir,
     bytes: u64,
-) -> io::Result<(f64, Negotiated)> {
+) -> io::Result<(f64, f64, Negotiated)> {
+    if !server.wait_idle() {
+        return Err(io::Error::other("sessions still running"));
+    }
     let mut conn = Conn::open(server.addr(), mode, cfg)?;
+    let cpu0 = sys::descendants_cpu_seconds(server.pid());
     let t = match dir {
         Dir::Down => conn.down(bytes)?,
         Dir::Up => conn.up(bytes)?,
     };
+    let cpu1 = sys::descendants_cpu_seconds(server.pid());
     let negotiated = conn.negotiated();
     conn.quit()?;
-    Ok((bytes as f64 / t.as_secs_f64() / 1e6, negotiated))
+    let mib = bytes as f64 / (1 << 20) as f64;
+    Ok((bytes as f64 / t.as_secs_f64() / 1e6, (cpu1 - cpu0) * 1e3 / mib, negotiated))
 }
 
 fn ping(server: &Server, mode: Mode, cfg: &Arc<ClientConfig>, n: usize) -> io::Result<(f64, f64)> {
@@ -546,8 +554,9 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
         for (name, server, mode) in tls {
             let key: &'static str = Box::leak(format!("{dname}.{name}").into_boxed_str());
             match transfer(server, mode, cfg, dir, s.bytes) {
-                Ok((mbs, neg)) => {
+                Ok((mbs, cpu, neg)) => {
                     res.push(key, mbs);
+                    res.push(Box::leak(format!("cpu.{key}").into_boxed_str()), cpu);
                     res.negotiated.insert(server.name, neg);
                 }
                 Err(e) => res.fail(key, e),
@@ -678,6 +687,8 @@ fn rows() -> Vec<Row> {
     vec![
         row("down MB/s (s6-ucspitlsd, TLS 1.3)", "down.tls", plain("down.plain"), RatioAtLeast(0.55), 1),
         row("up MB/s (s6-ucspitlsd, TLS 1.3)", "up.tls", plain("up.plain"), RatioAtLeast(0.55), 1),
+        row("  server CPU ms/MiB down", "cpu.down.tls", plain("cpu.down.plain"), Info, 3),
+        row("  server CPU ms/MiB up", "cpu.up.tls", plain("cpu.up.plain"), Info, 3),
         row("ping median µs", "ping.tls", plain("ping.plain"), RatioAtMost(2.0), 1),
         row("ping p99 µs", "p99.tls", plain("p99.plain"), Info, 1),
         row("sessions/s c2 ECDSA P-256", "sess2.tls", plain("sess2.plain"), RatioAtLeast(0.5), 1),
@@ -693,6 +704,8 @@ fn rows() -> Vec<Row> {
         row("s6-tlsd-io exec→ServerHello µs", "start.flight", None, Info, 0),
         row("s6-tlsd down MB/s", "down.tlsd", stunnel("down.stunnel"), RatioAtLeast(1.0), 1),
         row("s6-tlsd up MB/s", "up.tlsd", stunnel("up.stunnel"), RatioAtLeast(1.0), 1),
+        row("  s6-tlsd server CPU ms/MiB down", "cpu.down.tlsd", stunnel("cpu.down.stunnel"), Info, 3),
+        row("  s6-tlsd server CPU ms/MiB up", "cpu.up.tlsd", stunnel("cpu.up.stunnel"), Info, 3),
         row("s6-tlsd sessions/s c2", "sess2.tlsd", stunnel("sess2.stunnel"), RatioAtLeast(1.0), 1),
     ]
 }
