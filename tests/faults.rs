@@ -66,7 +66,10 @@ fn client_reset_mid_handshake() {
     // A reset is a failed system call (documented: 111).
     assert_eq!(end.engine, Some(Exit::Code(111)), "{log}");
     assert!(
-        log.contains("s6-tlsd-io: fatal: unable to read from network: Connection reset by peer"),
+        log.contains("s6-tlsd-io: fatal: unable to read from network: Connection reset by peer")
+            || log.contains(
+                "s6-tlsd-io: fatal: unable to write to network: Connection reset by peer"
+            ),
         "{log}"
     );
     // prog learns that TLS did not come up.
@@ -330,6 +333,31 @@ fn client_sends_a_fatal_alert_after_the_handshake() {
     assert_eq!(exit_code(end.prog_status), Some(0), "{log}");
 }
 
+#[test]
+fn client_sends_data_and_a_fatal_alert_in_one_write() {
+    // A fatal alert aborts the connection (98), but the authentic records
+    // before it, decrypted in the same batch, still reach the application.
+    let server = Server::start(&[], &[FAULTAPP, "sink"]);
+    let fds = server.fd_count();
+    let mut sock = connect(server.port);
+    let pids = faultapp_starttls(&mut sock);
+    let mut raw = RawTls::takeover(sock);
+    let mut bytes = raw.tx.seal(23, b"just before the alert");
+    bytes.extend(raw.tx.seal(21, &[2, 80]));
+    raw.sock.write_all(&bytes).unwrap();
+    let (_, how) = drain(&mut raw.sock);
+    let end = finish(&server, pids, fds, T);
+    let log = server.log();
+    assert_eq!(end.engine, Some(Exit::Code(98)), "{log}");
+    assert!(how == "eof" || how == "ConnectionReset", "{how}");
+    let report = server.report(pids.prog, T).expect("report");
+    assert_eq!(
+        (report.in_bytes, report.in_sha.as_str()),
+        (21, sha256_hex(b"just before the alert").as_str()),
+        "{report:?}"
+    );
+}
+
 /// close_notify from the client is a clean end: everything before it is
 /// delivered, the application reads EOF, its answer still goes out.
 fn close_notify_case(opts: &[&str], expect_end: End) {
@@ -505,6 +533,10 @@ fn pipelined_plaintext_after_starttls_never_reaches_the_app() {
     );
     assert!(
         log.contains("ucspitls-demo: fatal: the TLS handshake failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("discarded 6 bytes pipelined after STARTTLS"),
         "{log}"
     );
 }
