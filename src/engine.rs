@@ -101,6 +101,8 @@ pub struct Tunnel {
     peer_eof: bool,
     /// The application will send nothing more.
     app_eof: bool,
+    /// The application's writing end was seen closed before the handshake.
+    app_in_hung_up: bool,
     /// After the application's EOF, the half-close or close_notify is queued.
     closing_queued: bool,
     /// A TLS error after the handshake, reported once the plaintext
@@ -171,6 +173,7 @@ impl Tunnel {
             peer_done: false,
             peer_eof: false,
             app_eof: false,
+            app_in_hung_up: false,
             closing_queued: false,
             failed: None,
             started: now,
@@ -258,7 +261,11 @@ impl Tunnel {
         // completed, what it wrote (or still writes) on fdr must go out
         // once the handshake is done: only the end of both directions
         // ends the tunnel.
-        self.app_out.is_none() && self.net_out.is_none()
+        let both_ended = self.app_out.is_none() && self.net_out.is_none();
+        // Before the handshake, an application that closed both its ends
+        // without writing anything has nothing for us to carry.
+        let app_gone_early = !self.handshake_done && self.app_out.is_none() && self.app_eof;
+        both_ended || app_gone_early
     }
 
     /// Moves every byte that can move without blocking.
@@ -514,6 +521,20 @@ impl Tunnel {
         }
     }
 
+    /// The application closed its writing end before the handshake. If it
+    /// wrote nothing, that is its EOF; otherwise its data goes out after
+    /// the handshake and the EOF is read then. Either way poll would keep
+    /// reporting the hang-up, so it is not watched again.
+    fn app_hung_up_early(&mut self) {
+        self.app_in_hung_up = true;
+        if let Some(fd) = &self.app_in {
+            if queued_input(fd.as_fd()) == Some(0) {
+                self.app_eof = true;
+                self.app_in = None;
+            }
+        }
+    }
+
     /// Application to network: read cleartext while rustls's backlog is small.
     fn app_to_net(&mut self) -> Result<bool, Fatal> {
         if !self.handshake_done
@@ -583,7 +604,8 @@ impl Tunnel {
     /// After the application's EOF and a full flush: half-close or
     /// close_notify, per -s/-S.
     fn close_transitions(&mut self) -> Result<bool, Fatal> {
-        if !self.app_eof || self.net_out.is_none() || self.failed.is_some() {
+        if !self.app_eof || !self.handshake_done || self.net_out.is_none() || self.failed.is_some()
+        {
             return Ok(false);
         }
         if !self.closing_queued {
@@ -670,10 +692,21 @@ impl Tunnel {
         } else {
             PollFlags::empty()
         };
+        // Before the handshake the application is not read, but its
+        // hanging up is watched for, as above.
+        let watch_app_hangup = !self.handshake_done && !self.app_in_hung_up;
+        let app_in_flags = if want_app_read {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
         let candidates = [
             (watch(&self.net_in, want_net_read), PollFlags::POLLIN),
             (watch(&self.net_out, want_net_write), PollFlags::POLLOUT),
-            (watch(&self.app_in, want_app_read), PollFlags::POLLIN),
+            (
+                watch(&self.app_in, want_app_read || watch_app_hangup),
+                app_in_flags,
+            ),
             (watch(&self.app_out, true), app_flags),
         ];
         let mut slots = [None; 4];
@@ -710,8 +743,10 @@ impl Tunnel {
         if net_w.intersects(any) {
             self.net_writable = true;
         }
-        if app_r.intersects(any) {
+        if self.handshake_done && app_r.intersects(any) {
             self.app_readable = true;
+        } else if app_r.contains(PollFlags::POLLHUP) {
+            self.app_hung_up_early();
         }
         if app_w.contains(PollFlags::POLLOUT) {
             self.app_writable = true;
@@ -775,7 +810,7 @@ impl Tunnel {
     }
 }
 
-/// Bytes received on a socket and not read yet (FIONREAD); `None` if the
+/// Bytes received on a socket or pipe and not read yet (FIONREAD); `None` if the
 /// descriptor cannot tell.
 fn queued_input(fd: BorrowedFd<'_>) -> Option<usize> {
     let mut n: nix::libc::c_int = 0;

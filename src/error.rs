@@ -22,6 +22,9 @@ pub const EXIT_SYS: u8 = 111;
 pub struct Fatal {
     pub code: u8,
     pub message: String,
+    /// The message is the one-line usage summary, printed as
+    /// `PROGNAME: usage: ...` rather than as a fatal error.
+    pub is_usage_line: bool,
 }
 
 impl Fatal {
@@ -29,9 +32,19 @@ impl Fatal {
         Fatal {
             code,
             message: message.into(),
+            is_usage_line: false,
         }
     }
 
+    /// Wrong usage: `text` is the usage summary (`usage: prog [ -x ] ...`).
+    pub fn usage_line(text: impl Into<String>) -> Self {
+        Fatal {
+            is_usage_line: true,
+            ..Self::new(EXIT_USAGE, text)
+        }
+    }
+
+    /// Exit 100 for a missing or invalid environment variable or argument.
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(EXIT_USAGE, message)
     }
@@ -59,11 +72,14 @@ impl fmt::Display for Fatal {
     }
 }
 
-/// An I/O error as the C library would print it (`Permission denied`),
-/// without Rust's `(os error 13)` suffix.
+/// An I/O error as the C library's `strerror` words it (`Permission
+/// denied`), without Rust's ` (os error 13)` suffix.
 pub fn describe_io(err: &std::io::Error) -> String {
+    let text = err.to_string();
     match err.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
-        None => err.to_string(),
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or_else(|| text.clone(), str::to_owned),
+        None => text,
     }
 }

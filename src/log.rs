@@ -11,14 +11,28 @@ pub struct Log {
 
 impl Log {
     fn line(&self, level: &str, text: &str) {
+        self.write_line(&format!("{level}: {text}"));
+    }
+
+    fn write_line(&self, text: &str) {
         // One write per line, so concurrent writers on the same stderr
         // never interleave inside a line.
-        let line = format!("{}: {level}: {text}\n", self.prog);
+        let line = format!("{}: {text}\n", self.prog);
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     pub fn fatal(&self, text: &str) {
         self.line("fatal", text);
+    }
+
+    /// The last words of a program that fails: the usage line as skalibs
+    /// prints it (`PROGNAME: usage: ...`), anything else as fatal.
+    pub fn exit_message(&self, err: &crate::error::Fatal) {
+        if err.is_usage_line {
+            self.write_line(&err.message);
+        } else {
+            self.fatal(&err.message);
+        }
     }
 
     /// Printed at the default verbosity (1) and above.

@@ -131,7 +131,7 @@ fn known(program: Program, spec: &Spec) -> bool {
 /// Parses `args` (without argv\[0\]); returns the options and the operands
 /// (for s6-tlsd-io, `fdr fdw`; otherwise prog and its arguments).
 pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsString>), Fatal> {
-    let usage = || Fatal::usage(program.usage());
+    let usage = || Fatal::usage_line(program.usage());
     let mut opts = Options::default();
     let mut i = 0;
     while i < args.len() {

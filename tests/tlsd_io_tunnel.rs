@@ -265,6 +265,40 @@ fn app_closing_its_reading_end_first() {
     }
 }
 
+/// The app goes away before the handshake without writing anything (it
+/// died right after `Y`): nothing can move, so the engine ends at once,
+/// even with a silent client and no timeout.
+#[test]
+fn app_gone_before_the_handshake_ends_the_engine() {
+    let dir = TempDir::new("appgone");
+    let (client_sock, server_sock) = tcp_pair();
+    let mut engine = standard(&dir, &[]).spawn(Some(server_sock));
+    engine.close_app_out();
+    engine.close_app_in();
+    engine.wait_within(Duration::from_secs(5)).assert_clean(0);
+    drop(client_sock);
+}
+
+/// The app closes its writing end before the handshake without writing,
+/// but keeps reading: the handshake completes, the client gets EOF (the
+/// app's EOF), and what the client sends still reaches the app.
+#[test]
+fn app_eof_before_the_handshake_half_closes_after_it() {
+    let dir = TempDir::new("appeof0");
+    let (client_sock, server_sock) = tcp_pair();
+    let mut engine = standard(&dir, &[]).spawn(Some(server_sock));
+    engine.close_app_in();
+    let mut c = TlsClient::new(client_sock, &ClientSetup::new(), "localhost");
+    c.handshake().unwrap();
+    c.send(b"still heard").unwrap();
+    c.close_notify().unwrap();
+    let (data, end) = c.recv_to_end();
+    assert_eq!(data, b"");
+    assert_eq!(end.unwrap(), End::Eof);
+    assert_eq!(engine.app_read_to_eof(), b"still heard");
+    engine.wait().assert_clean(0);
+}
+
 /// 64 MiB each way at the same time; SHA-256 computed by each sender and
 /// each receiver, compared.
 #[test]

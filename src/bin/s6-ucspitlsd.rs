@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     match run(&mut log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log.fatal(&e.message);
+            log.exit_message(&e);
             ExitCode::from(e.code)
         }
     }
