@@ -1294,6 +1294,9 @@ fn pki_real_inputs_load() {
     }
     let encrypted = include_bytes!("../fuzz/seeds/pki_key/p256-encrypted.pem");
     assert!(pki::parse_key(encrypted).is_err());
+    // SPEC.md: RSA from 2048 bits.
+    let small = include_bytes!("../fuzz/seeds/pki_key/rsa1024-pkcs8.pem");
+    assert!(pki::parse_key(small).is_err());
     assert_eq!(pki::parse_chain(CHAINS[0].1).unwrap().len(), 2);
 }
 
