@@ -146,6 +146,32 @@ fn info_examples() {
     assert!(info::decode(b"\0").is_err());
 }
 
+/// Every suite the provider can negotiate has its OpenSSL name (SPEC.md),
+/// never the debug fallback; the names are distinct.
+#[test]
+fn info_cipher_names() {
+    let mut names: Vec<String> = rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES
+        .iter()
+        .map(|s| info::cipher_name(s.suite()))
+        .collect();
+    for name in &names {
+        let openssl_style =
+            name.starts_with("TLS_") && !name.starts_with("TLS13_") || name.starts_with("ECDHE-");
+        assert!(openssl_style, "{name}");
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-'),
+            "{name}"
+        );
+    }
+    names.sort();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n);
+    assert!(n >= 9, "{names:?}");
+    let _ = info::cipher_name(rustls::CipherSuite::Unknown(0x1234));
+}
+
 // ---------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------
