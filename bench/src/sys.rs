@@ -197,3 +197,12 @@ pub fn own_cpu_seconds() -> f64 {
     };
     get(libc::RUSAGE_SELF) + get(libc::RUSAGE_CHILDREN)
 }
+
+/// CPU seconds (user + system) of the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: a zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}

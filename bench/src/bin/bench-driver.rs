@@ -258,29 +258,36 @@ enum Dir {
     Up,
 }
 
-/// One transfer: MB/s, and the CPU the session's server processes (app,
-/// engine, stunnel) used for it, in ms per MiB.
+/// One transfer: MB/s, the CPU the session's server processes (app,
+/// engine, stunnel) used for it and the CPU the client used, in ms per MiB.
 fn transfer(
     server: &Server,
     mode: Mode,
     cfg: &Arc<ClientConfig>,
     dir: Dir,
     bytes: u64,
-) -> io::Result<(f64, f64, Negotiated)> {
+) -> io::Result<(f64, f64, f64, Negotiated)> {
     if !server.wait_idle() {
         return Err(io::Error::other("sessions still running"));
     }
     let mut conn = Conn::open(server.addr(), mode, cfg)?;
     let cpu0 = sys::descendants_cpu_seconds(server.pid());
+    let client0 = sys::thread_cpu_seconds();
     let t = match dir {
         Dir::Down => conn.down(bytes)?,
         Dir::Up => conn.up(bytes)?,
     };
+    let client1 = sys::thread_cpu_seconds();
     let cpu1 = sys::descendants_cpu_seconds(server.pid());
     let negotiated = conn.negotiated();
     conn.quit()?;
     let mib = bytes as f64 / (1 << 20) as f64;
-    Ok((bytes as f64 / t.as_secs_f64() / 1e6, (cpu1 - cpu0) * 1e3 / mib, negotiated))
+    Ok((
+        bytes as f64 / t.as_secs_f64() / 1e6,
+        (cpu1 - cpu0) * 1e3 / mib,
+        (client1 - client0) * 1e3 / mib,
+        negotiated,
+    ))
 }
 
 fn ping(server: &Server, mode: Mode, cfg: &Arc<ClientConfig>, n: usize) -> io::Result<(f64, f64)> {
@@ -554,9 +561,10 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
         for (name, server, mode) in tls {
             let key: &'static str = Box::leak(format!("{dname}.{name}").into_boxed_str());
             match transfer(server, mode, cfg, dir, s.bytes) {
-                Ok((mbs, cpu, neg)) => {
+                Ok((mbs, cpu, client_cpu, neg)) => {
                     res.push(key, mbs);
                     res.push(Box::leak(format!("cpu.{key}").into_boxed_str()), cpu);
+                    res.push(Box::leak(format!("ccpu.{key}").into_boxed_str()), client_cpu);
                     res.negotiated.insert(server.name, neg);
                 }
                 Err(e) => res.fail(key, e),
@@ -689,6 +697,8 @@ fn rows() -> Vec<Row> {
         row("up MB/s (s6-ucspitlsd, TLS 1.3)", "up.tls", plain("up.plain"), RatioAtLeast(0.55), 1),
         row("  server CPU ms/MiB down", "cpu.down.tls", plain("cpu.down.plain"), Info, 3),
         row("  server CPU ms/MiB up", "cpu.up.tls", plain("cpu.up.plain"), Info, 3),
+        row("  client CPU ms/MiB down", "ccpu.down.tls", plain("ccpu.down.plain"), Info, 3),
+        row("  client CPU ms/MiB up", "ccpu.up.tls", plain("ccpu.up.plain"), Info, 3),
         row("ping median µs", "ping.tls", plain("ping.plain"), RatioAtMost(2.0), 1),
         row("ping p99 µs", "p99.tls", plain("p99.plain"), Info, 1),
         row("sessions/s c2 ECDSA P-256", "sess2.tls", plain("sess2.plain"), RatioAtLeast(0.5), 1),
@@ -836,12 +846,24 @@ fn log_problems(sv: &Servers) -> Vec<String> {
     out
 }
 
+fn fsync(path: &Path) {
+    if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
+        eprintln!("bench: warning: fsync {}: {e}", path.display());
+    }
+}
+
 fn main() {
     let s = settings();
     if let Err(e) = sys::pin_to(s.client_cpu) {
         eprintln!("bench: warning: unable to pin the client to CPU {}: {e}", s.client_cpu);
     }
     let cfg = client::client_config();
+    // Freshly built programs have dirty page-cache pages, which smaps would
+    // count as Private_Dirty: write them back first.
+    for prog in ["s6-tlsd-io", "s6-ucspitlsd", "s6-tlsd"] {
+        fsync(&s.bin.join(prog));
+    }
+    fsync(&s.bench_bin.join("bench-app"));
     // How busy the machine is without us: one second, before anything starts.
     let ncpu = sys::online_cpus() as f64;
     let quiet_before = sys::system_busy_seconds();
