@@ -801,7 +801,7 @@ fn print_table(res: &Results) -> usize {
                 fmt(med, r.decimals),
                 range,
                 refs,
-                if ratio.is_nan() { "—".into() } else { format!("{ratio:.2}") },
+                if ratio.is_nan() { "—".into() } else { format!("{ratio:.3}") },
                 target,
                 met,
             ]);
