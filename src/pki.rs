@@ -65,29 +65,115 @@ pub fn parse_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
 /// the crypto provider.
 pub fn parse_key(bytes: &[u8]) -> Result<Arc<dyn rustls::sign::SigningKey>, String> {
     if looks_like_pem(bytes) {
-        if bytes.windows(9).any(|w| w == b"ENCRYPTED") {
-            return Err("encrypted private keys are not supported".into());
-        }
-        for section in pem_sections(bytes) {
-            let (kind, der) = section?;
-            let der = Zeroizing::new(der);
-            let key = match kind {
-                SectionKind::PrivateKey => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(&der[..])),
-                SectionKind::RsaPrivateKey => {
-                    PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(&der[..]))
-                }
-                SectionKind::EcPrivateKey => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(&der[..])),
-                _ => continue,
-            };
-            return signing_key(&key);
-        }
-        return Err("no private key found".into());
+        let (label, der) = pem_private_key(bytes)?;
+        let key = match label {
+            "PRIVATE KEY" => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(&der[..])),
+            "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(&der[..])),
+            _ => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(&der[..])),
+        };
+        return signing_key(&key);
     }
     if bytes.is_empty() {
         return Err("no private key found".into());
     }
     let key = PrivateKeyDer::try_from(bytes).map_err(|e| format!("invalid private key: {e}"))?;
     signing_key(&key)
+}
+
+const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
+
+/// Finds the first private key block of a PEM file and decodes it into a
+/// buffer that is wiped when dropped. We decode it ourselves because a
+/// general PEM parser's intermediate buffers would leave the key's base64
+/// text behind in freed memory.
+fn pem_private_key(text: &[u8]) -> Result<(&'static str, Zeroizing<Vec<u8>>), String> {
+    let mut lines = text.split(|&b| b == b'\n').map(|l| l.trim_ascii());
+    while let Some(line) = lines.next() {
+        let Some(label) = line
+            .strip_prefix(b"-----BEGIN ")
+            .and_then(|l| l.strip_suffix(b"-----"))
+        else {
+            continue;
+        };
+        if label.starts_with(b"ENCRYPTED") {
+            return Err("encrypted private keys are not supported".into());
+        }
+        let Some(label) = KEY_LABELS.iter().find(|k| k.as_bytes() == label) else {
+            continue;
+        };
+        let end = format!("-----END {label}-----");
+        // Reserved once, so the decoded key is never moved by a reallocation.
+        let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
+        let mut decoder = Base64::default();
+        for line in lines.by_ref() {
+            if line == end.as_bytes() {
+                decoder.finish()?;
+                return Ok((label, der));
+            }
+            if line.contains(&b':') {
+                if line.windows(9).any(|w| w == b"ENCRYPTED") {
+                    return Err("encrypted private keys are not supported".into());
+                }
+                continue;
+            }
+            decoder.feed(line, &mut der)?;
+        }
+        return Err(format!("PEM block {label} has no END line"));
+    }
+    Err("no private key found".into())
+}
+
+/// A streaming base64 decoder that writes only into the caller's buffer.
+#[derive(Default)]
+struct Base64 {
+    bits: u32,
+    nbits: u32,
+    padding: bool,
+}
+
+impl Base64 {
+    fn feed(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        for &c in line {
+            let value = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b'=' => {
+                    self.padding = true;
+                    continue;
+                }
+                b' ' | b'\t' | b'\r' => continue,
+                _ => return Err("invalid base64 in PEM block".into()),
+            };
+            if self.padding {
+                return Err("invalid base64 in PEM block: data after padding".into());
+            }
+            self.bits = (self.bits << 6) | u32::from(value);
+            self.nbits += 6;
+            if self.nbits >= 8 {
+                self.nbits -= 8;
+                out.push((self.bits >> self.nbits) as u8);
+                self.bits &= (1 << self.nbits) - 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leftover bits must be the zero fill of a proper final quantum.
+    fn finish(&self) -> Result<(), String> {
+        if self.nbits >= 6 || self.bits != 0 {
+            return Err("invalid base64 in PEM block: truncated".into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Base64 {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bits);
+    }
 }
 
 fn signing_key(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn rustls::sign::SigningKey>, String> {
@@ -170,4 +256,50 @@ pub fn load_anchors(
         add(file, &read_file("CAFILE", file)?)?;
     }
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(text: &str) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let mut d = Base64::default();
+        d.feed(text.as_bytes(), &mut out)?;
+        d.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(decode("").unwrap(), b"");
+        assert_eq!(decode("Zg==").unwrap(), b"f");
+        assert_eq!(decode("Zm8=").unwrap(), b"fo");
+        assert_eq!(decode("Zm9v").unwrap(), b"foo");
+        assert_eq!(decode("Zm9vYmFy").unwrap(), b"foobar");
+        assert!(decode("Zm9vY").is_err());
+        assert!(decode("Zh==").is_err());
+        assert!(decode("Zg==Zg").is_err());
+        assert!(decode("Zm9v!").is_err());
+    }
+
+    #[test]
+    fn pem_blocks() {
+        let text = "junk\n-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n\
+                    -----BEGIN EC PRIVATE KEY-----\r\nZm9v\r\nYmFy\r\n-----END EC PRIVATE KEY-----\r\n";
+        let (label, der) = pem_private_key(text.as_bytes()).unwrap();
+        assert_eq!((label, &der[..]), ("EC PRIVATE KEY", &b"foobar"[..]));
+        let encrypted = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nZm9v\n-----END RSA PRIVATE KEY-----\n";
+        assert!(pem_private_key(encrypted.as_bytes())
+            .unwrap_err()
+            .contains("encrypted"));
+        let unterminated = "-----BEGIN PRIVATE KEY-----\nZm9v\n";
+        assert!(pem_private_key(unterminated.as_bytes())
+            .unwrap_err()
+            .contains("no END"));
+        assert!(
+            pem_private_key(b"-----BEGIN CERTIFICATE-----\nZm9v\n-----END CERTIFICATE-----\n")
+                .is_err()
+        );
+    }
 }

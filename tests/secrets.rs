@@ -372,7 +372,6 @@ fn key_left_in_memory(key: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "bug: the base64 text of a PEM private key (rustls-pki-types' internal PEM buffer, never wiped) stays in s6-tlsd-io's heap"]
 fn private_key_bytes_are_wiped_from_engine_memory_pem() {
     let found = key_left_in_memory(&pki().key);
     assert!(found.is_empty(), "key material left in memory: {found:#?}");
