@@ -31,11 +31,6 @@ pub const UCSPITLSD: &str = env!("CARGO_BIN_EXE_s6-ucspitlsd");
 pub const FAULTAPP: &str = env!("CARGO_BIN_EXE_s6-tls-faultapp");
 pub const DEMO: &str = env!("CARGO_BIN_EXE_ucspitls-demo");
 
-/// Reading `S6_TLS_LONG=1` turns the long tests on.
-pub fn long_tests() -> bool {
-    std::env::var("S6_TLS_LONG").is_ok_and(|v| v == "1")
-}
-
 // ---------------------------------------------------------------- setup
 
 /// Makes this test process a child subreaper: when prog exits before
