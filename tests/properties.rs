@@ -1342,6 +1342,73 @@ proptest! {
         prop_assert!(pki::parse_chain(&input).is_err());
     }
 
+    /// PEM keys are decoded by our own base64 decoder (src/pki.rs, so
+    /// that no copy of the key is left behind): any line width, CRLF or
+    /// LF, blank lines, text and other blocks around it give the same key
+    /// as the DER.
+    #[test]
+    fn pki_pem_key_any_layout(
+        which in select(vec![1usize, 3, 5, 7, 9, 11]),
+        width in 1usize..100,
+        crlf in any::<bool>(),
+        (before, after) in (select(vec!["", "junk\n", "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"]), select(vec!["", "\n\n", "trailer\n"])),
+        blank in any::<usize>(),
+    ) {
+        let (name, der) = KEYS[which];
+        let label = if name.contains("pkcs1") {
+            "RSA PRIVATE KEY"
+        } else if name.contains("sec1") {
+            "EC PRIVATE KEY"
+        } else {
+            "PRIVATE KEY"
+        };
+        let nl = if crlf { "\r\n" } else { "\n" };
+        let text = base64(der);
+        let mut lines: Vec<&str> = text
+            .as_bytes()
+            .chunks(width)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let at = blank % (lines.len() + 1);
+        lines.insert(at, "");
+        let body = lines.join(nl);
+        let input = format!("{before}-----BEGIN {label}-----{nl}{body}{nl}-----END {label}-----{nl}{after}");
+        let from_pem = pki::parse_key(input.as_bytes());
+        prop_assert!(from_pem.is_ok(), "{}: {:?}", name, from_pem.err());
+        let from_der = pki::parse_key(der).unwrap();
+        let (from_pem, from_der) = (from_pem.unwrap(), from_der);
+        let (a, b) = (from_pem.public_key(), from_der.public_key());
+        prop_assert!(a.is_some());
+        prop_assert_eq!(a, b);
+    }
+
+    /// A byte outside the base64 alphabet (and not a header line's `:`)
+    /// anywhere in a PEM key's body, or data after its padding, is an
+    /// error.
+    #[test]
+    fn pki_pem_key_bad_base64(
+        which in select(vec![1usize, 5, 9, 11]),
+        bad in any::<u8>().prop_filter("not base64, space or a header", |b| {
+            !b.is_ascii_alphanumeric() && !b" \t\r\n+/=:".contains(b)
+        }),
+        at in any::<usize>(),
+        pad in any::<bool>(),
+    ) {
+        let (_, der) = KEYS[which];
+        let mut text = base64(der).into_bytes();
+        if pad {
+            // Data after padding: `=` in the middle.
+            let at = 4 * (at % (text.len() / 4));
+            text.insert(at, b'=');
+        } else {
+            text.insert(at % (text.len() + 1), bad);
+        }
+        let mut input = b"-----BEGIN PRIVATE KEY-----\n".to_vec();
+        input.extend_from_slice(&text);
+        input.extend_from_slice(b"\n-----END PRIVATE KEY-----\n");
+        prop_assert!(pki::parse_key(&input).is_err());
+    }
+
     /// Mutated real keys: no panic (a mutated key may still be a key).
     /// Truncated ones — DER cut anywhere, PEM cut before its first
     /// section ends — are errors.
