@@ -13,9 +13,11 @@
 //! - [`dn`]: the subject of a certificate as text;
 //! - [`fds`]: descriptors named on the command line;
 //! - [`plumbing`]: pipes, socket pairs, fork and exec for the wrappers;
-//! - [`ucspitlsd`], [`tlsd`]: the flows of s6-ucspitlsd and s6-tlsd;
+//! - [`tlsd_io`], [`ucspitlsd`], [`tlsd`]: what each program does;
+//! - [`cli`]: the `main` they share;
 //! - [`ucspi`]: the application side of UCSPI-TLS, for programs;
 //! - [`log`], [`error`]: messages and exit codes.
+pub mod cli;
 pub mod config;
 pub mod dn;
 pub mod engine;
@@ -29,5 +31,6 @@ pub mod plumbing;
 pub mod privs;
 pub mod sni;
 pub mod tlsd;
+pub mod tlsd_io;
 pub mod ucspi;
 pub mod ucspitlsd;

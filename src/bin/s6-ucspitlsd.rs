@@ -1,27 +1,8 @@
-//! s6-ucspitlsd: see doc/s6-ucspitlsd.md.
+//! s6-ucspitlsd: UCSPI-TLS for a STARTTLS server; see doc/s6-ucspitlsd.md.
 
-use s6_tls::error::Fatal;
-use s6_tls::log::Log;
-use s6_tls::opts::{self, Program};
+use s6_tls::opts::Program;
 use std::process::ExitCode;
 
-fn run(log: &mut Log) -> Result<(), Fatal> {
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let (opts, prog) = opts::parse(Program::Ucspitlsd, &args)?;
-    log.verbosity = opts.verbosity;
-    s6_tls::ucspitlsd::run(&opts, &prog, log)
-}
-
 fn main() -> ExitCode {
-    let mut log = Log {
-        prog: Program::Ucspitlsd.name(),
-        verbosity: 1,
-    };
-    match run(&mut log) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log.exit_message(&e);
-            ExitCode::from(e.code)
-        }
-    }
+    s6_tls::cli::main(Program::Ucspitlsd, s6_tls::ucspitlsd::run)
 }

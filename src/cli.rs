@@ -1,0 +1,31 @@
+//! The shape every program's `main` shares: parse the command line, run,
+//! and turn a failure into its one message and its exit code.
+
+use crate::error::Fatal;
+use crate::log::Log;
+use crate::opts::{self, Options, Program};
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Runs `body` with the parsed options and operands of `program`.
+pub fn main(
+    program: Program,
+    body: impl FnOnce(&Options, &[OsString], &Log) -> Result<(), Fatal>,
+) -> ExitCode {
+    let mut log = Log {
+        prog: program.name(),
+        verbosity: 1,
+    };
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let result = opts::parse(program, &args).and_then(|(opts, operands)| {
+        log.verbosity = opts.verbosity;
+        body(&opts, &operands, &log)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log.exit_message(&e);
+            ExitCode::from(e.code)
+        }
+    }
+}
