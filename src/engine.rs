@@ -112,10 +112,6 @@ pub struct Tunnel {
     last_activity: Instant,
 }
 
-fn is_retry(e: Errno) -> bool {
-    e == Errno::EAGAIN || e == Errno::EINTR
-}
-
 fn set_nonblocking(fd: BorrowedFd<'_>, what: &str) -> Result<(), Fatal> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Fatal::sys(format!("use {what}"), e))?;
@@ -441,7 +437,7 @@ impl Tunnel {
             Ok([]) => {
                 // close_notify received: everything before it is delivered.
                 self.peer_done = true;
-                self.close_app_out();
+                self.app_out = None;
                 return Ok(Delivery::Blocked);
             }
             Ok(chunk) => chunk,
@@ -463,13 +459,11 @@ impl Tunnel {
                 reader.consume(n);
                 Ok(Delivery::Some)
             }
-            Err(e) if is_retry(e) => {
-                self.app_writable = e == Errno::EINTR;
-                Ok(if e == Errno::EINTR {
-                    Delivery::Some
-                } else {
-                    Delivery::Blocked
-                })
+            // Interrupted: nothing written, try again at once.
+            Err(Errno::EINTR) => Ok(Delivery::Some),
+            Err(Errno::EAGAIN) => {
+                self.app_writable = false;
+                Ok(Delivery::Blocked)
             }
             Err(Errno::EPIPE) => {
                 self.app_stopped_reading();
@@ -486,12 +480,8 @@ impl Tunnel {
             ));
         }
         self.peer_done = true;
-        self.close_app_out();
-        Ok(Delivery::Blocked)
-    }
-
-    fn close_app_out(&mut self) {
         self.app_out = None;
+        Ok(Delivery::Blocked)
     }
 
     /// The application closed its reading end: nothing we receive can be
@@ -632,7 +622,7 @@ impl Tunnel {
             && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2)
         {
             // TLS 1.2 has no half-close: the connection ends here.
-            self.close_app_out();
+            self.app_out = None;
             if let Some(fd) = self.net_in.take() {
                 self.parked_in = Some(fd);
             }
