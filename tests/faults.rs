@@ -555,18 +555,7 @@ fn pipelined_plaintext_then_tls_is_never_answered() {
     match client.handshake(T) {
         Ok(()) => {
             // What the client says inside TLS, then the server's answers.
-            client
-                .conn
-                .writer()
-                .write_all(b"NOOP inside\r\nQUIT\r\n")
-                .unwrap();
-            let out = client.run(&mut Plan {
-                send: 0,
-                after: AfterSend::Nothing,
-                keep: true,
-                ..Default::default()
-            });
-            let text = String::from_utf8_lossy(&out.received_data).into_owned();
+            let text = client.converse(b"NOOP inside\r\nQUIT\r\n");
             assert!(
                 text.starts_with("250 2.0.0 OK inside [TLS TLSv1.3"),
                 "{text:?}"

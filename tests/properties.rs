@@ -572,53 +572,9 @@ fn opts_spec_examples() {
 // Subject DN: escaping and formatting
 // ---------------------------------------------------------------------
 
-const SPECIAL: &[char] = &[',', '=', '+', '<', '>', '#', '\\', '\n'];
-const ORDER: [&str; 6] = ["C", "ST", "L", "O", "OU", "CN"];
-
-/// Reads one escaped value back: a backslash takes the next character
-/// literally. `None` if a special character, or a space at either end,
-/// is not escaped, or a backslash ends the text.
-fn unescape(text: &str) -> Option<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' {
-            out.push(*chars.get(i + 1)?);
-            i += 2;
-            continue;
-        }
-        if SPECIAL.contains(&c) || (c == ' ' && (i == 0 || i + 1 == chars.len())) {
-            return None;
-        }
-        out.push(c);
-        i += 1;
-    }
-    Some(out)
-}
-
-/// Splits a formatted subject at its unescaped `, `; `None` if a comma is
-/// not followed by a space or a part has no `=`.
-fn subject_parts(subject: &str) -> Option<Vec<(&str, &str)>> {
-    let bytes = subject.as_bytes();
-    let mut out = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b',' if bytes.get(i + 1) == Some(&b' ') => {
-                out.push(&subject[start..i]);
-                i += 2;
-                start = i;
-            }
-            b',' => return None,
-            _ => i += 1,
-        }
-    }
-    out.push(subject.get(start..)?);
-    out.into_iter().map(|p| p.split_once('=')).collect()
-}
+#[path = "support/dn_model.rs"]
+mod dn_model;
+use dn_model::{subject_parts, unescape, ORDER, SPECIAL};
 
 /// The escaping of SPEC.md, written another way than dn.rs: first the
 /// space at each end, then every special character of the middle.

@@ -399,18 +399,7 @@ fn rustls_negotiates_x25519mlkem768_when_offered() {
             .conn
             .negotiated_key_exchange_group()
             .map(|g| g.name());
-        client
-            .conn
-            .writer()
-            .write_all(b"NOOP pq\r\nQUIT\r\n")
-            .unwrap();
-        let out = client.run(&mut Plan {
-            send: 0,
-            after: AfterSend::Nothing,
-            keep: true,
-            ..Default::default()
-        });
-        let text = String::from_utf8_lossy(&out.received_data).into_owned();
+        let text = client.converse(b"NOOP pq\r\nQUIT\r\n");
         assert_eq!(group, Some(expect), "{what}");
         assert!(
             text.starts_with("250 2.0.0 OK pq [TLS TLSv1.3"),

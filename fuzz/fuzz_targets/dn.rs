@@ -10,53 +10,9 @@
 use libfuzzer_sys::fuzz_target;
 use s6_tls::dn;
 
-const ORDER: [&str; 6] = ["C", "ST", "L", "O", "OU", "CN"];
-const SPECIAL: &[char] = &[',', '=', '+', '<', '>', '#', '\\', '\n'];
-
-/// Reads one escaped value; `None` if something is not escaped that must be.
-fn unescape(text: &str) -> Option<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' {
-            out.push(*chars.get(i + 1)?);
-            i += 2;
-            continue;
-        }
-        if SPECIAL.contains(&c) || (c == ' ' && (i == 0 || i + 1 == chars.len())) {
-            return None;
-        }
-        out.push(c);
-        i += 1;
-    }
-    Some(out)
-}
-
-/// Splits a formatted subject at its unescaped `, ` separators.
-fn parts(subject: &str) -> Option<Vec<(&str, &str)>> {
-    let bytes = subject.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b',' => {
-                if bytes.get(i + 1) != Some(&b' ') {
-                    return None;
-                }
-                out.push(&subject[start..i]);
-                start = i + 2;
-                i += 2;
-            }
-            _ => i += 1,
-        }
-    }
-    out.push(subject.get(start..)?);
-    out.into_iter().map(|p| p.split_once('=')).collect()
-}
+#[path = "../../tests/support/dn_model.rs"]
+mod dn_model;
+use dn_model::{subject_parts, unescape, ORDER};
 
 fuzz_target!(|data: &[u8]| {
     let checked = dn::check_certificate(data);
@@ -67,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(s) = &subject {
         assert!(!s.contains('\0'), "NUL in {s:?}");
         if s != "<invalid>" {
-            let parts = parts(s).unwrap_or_else(|| panic!("unparsable subject {s:?}"));
+            let parts = subject_parts(s).unwrap_or_else(|| panic!("unparsable subject {s:?}"));
             let mut last = 0;
             for (key, value) in parts {
                 let rank = ORDER.iter().position(|k| *k == key).expect("known key");

@@ -888,6 +888,19 @@ impl Client {
         let _ = poll(&mut fds, ms.max(1));
     }
 
+    /// Sends `commands` inside TLS, then reads every reply to the end of
+    /// the session; the replies as text.
+    pub fn converse(&mut self, commands: &[u8]) -> String {
+        self.conn.writer().write_all(commands).unwrap();
+        let out = self.run(&mut Plan {
+            send: 0,
+            after: AfterSend::Nothing,
+            keep: true,
+            ..Default::default()
+        });
+        String::from_utf8_lossy(&out.received_data).into_owned()
+    }
+
     /// Moves `plan.send` bytes out while reading everything that comes.
     pub fn run(&mut self, plan: &mut Plan<'_>) -> Outcome {
         let started = Instant::now();
