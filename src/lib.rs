@@ -1,36 +1,22 @@
 //! s6-tls: memory-safe UCSPI-TLS tools on rustls.
 //!
-//! The binaries in `src/bin/` only parse their command line, call into
-//! this library and map errors to exit codes. Each module owns one concern:
+//! The binaries in `src/bin/` only name their program and call into this
+//! library. Each folder owns one concern:
 //!
-//! - [`opts`]: command-line parsing with the skalibs conventions;
-//! - [`config`]: the TLS configuration from the environment;
-//! - [`pki`]: keys, certificate chains and trust anchors, PEM or DER;
-//! - [`sni`]: certificate selection by server name;
-//! - [`privs`]: dropping root privileges;
-//! - [`engine`]: the tunnel between the network and the application;
-//! - [`info`]: the connection information string;
-//! - [`dn`]: the subject of a certificate as text;
-//! - [`fds`]: descriptors named on the command line;
-//! - [`plumbing`]: pipes, socket pairs, fork and exec for the wrappers;
-//! - [`tlsd_io`], [`ucspitlsd`], [`tlsd`]: what each program does;
-//! - [`cli`]: the `main` they share;
-//! - [`ucspi`]: the application side of UCSPI-TLS, for programs;
-//! - [`log`], [`error`]: messages and exit codes.
+//! - [`cli`]: the command line (skalibs conventions), messages, the error
+//!   type and its exit codes, and the `main` every program shares;
+//! - [`tls`]: the TLS configuration from the environment: keys,
+//!   certificate chains and trust anchors, selection by server name;
+//! - [`tunnel`]: the engine between the network and the application;
+//! - [`info`]: the connection information string and the subject DN;
+//! - [`plumbing`]: descriptors, pipes, fork and exec, privileges;
+//! - [`programs`]: what each program does, from its options to its end;
+//! - [`ucspi`]: the application side of UCSPI-TLS, for programs that
+//!   run under s6-ucspitlsd.
 pub mod cli;
-pub mod config;
-pub mod dn;
-pub mod engine;
-pub mod error;
-pub mod fds;
 pub mod info;
-pub mod log;
-pub mod opts;
-pub mod pki;
 pub mod plumbing;
-pub mod privs;
-pub mod sni;
-pub mod tlsd;
-pub mod tlsd_io;
+pub mod programs;
+pub mod tls;
+pub mod tunnel;
 pub mod ucspi;
-pub mod ucspitlsd;

@@ -105,7 +105,7 @@ fn fd_from_env(var: &'static str) -> Result<RawFd, Error> {
         var,
         value: value.clone(),
     };
-    let fd: RawFd = crate::opts::parse_decimal(&value)
+    let fd: RawFd = crate::cli::opts::parse_decimal(&value)
         .and_then(|n| RawFd::try_from(n).ok())
         .ok_or_else(invalid)?;
     // SAFETY: F_GETFD only inspects the descriptor table entry.

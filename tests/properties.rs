@@ -13,8 +13,9 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
-use s6_tls::opts::{self, ClientCert, Options, Program};
-use s6_tls::{dn, info, pki, sni};
+use s6_tls::cli::opts::{self, ClientCert, Options, Program};
+use s6_tls::info::{self, dn};
+use s6_tls::tls::{pki, sni};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::{Arc, OnceLock};
@@ -1298,7 +1299,7 @@ proptest! {
         prop_assert!(pki::parse_chain(&input).is_err());
     }
 
-    /// PEM keys are decoded by our own base64 decoder (src/pki.rs, so
+    /// PEM keys are decoded by our own base64 decoder (src/tls/pki.rs, so
     /// that no copy of the key is left behind): any line width, CRLF or
     /// LF, blank lines, text and other blocks around it give the same key
     /// as the DER.

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use s6_tls::dn;
+use s6_tls::info::dn;
 
 #[path = "../../tests/support/dn_model.rs"]
 mod dn_model;

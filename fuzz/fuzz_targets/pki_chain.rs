@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use s6_tls::{dn, pki};
+use s6_tls::info::dn;
+use s6_tls::tls::pki;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(chain) = pki::parse_chain(data) {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use s6_tls::pki;
+use s6_tls::tls::pki;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(key) = pki::parse_key(data) {

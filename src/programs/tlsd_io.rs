@@ -1,12 +1,13 @@
 //! s6-tlsd-io: takes its descriptors, loads the TLS configuration, drops
 //! privileges, and runs the tunnel.
 
-use crate::engine::{Fds, Tunnel};
-use crate::error::Fatal;
-use crate::fds::{own_fd, parse_fd};
-use crate::log::Log;
-use crate::opts::Options;
-use crate::{config, privs};
+use crate::cli::error::Fatal;
+use crate::cli::log::Log;
+use crate::cli::opts::Options;
+use crate::plumbing::fds::{own_fd, parse_fd};
+use crate::plumbing::privs;
+use crate::tls::config;
+use crate::tunnel::{Fds, Tunnel};
 use std::ffi::OsString;
 
 /// `operands` are `fdr fdw`, as the option parser checked.

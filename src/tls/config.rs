@@ -2,10 +2,10 @@
 //! `KEYFILE`, the SNI pairs, `CADIR`/`CAFILE`) and the options: protocol
 //! versions, client certificate policy, no session resumption.
 
-use crate::error::Fatal;
-use crate::opts::{ClientCert, Options};
-use crate::pki;
-use crate::sni::{self, Selector};
+use crate::cli::error::Fatal;
+use crate::cli::opts::{ClientCert, Options};
+use crate::tls::pki;
+use crate::tls::sni::{self, Selector};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::ServerConfig;
 use std::ffi::OsString;
@@ -68,7 +68,7 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| {
             Fatal::new(
-                crate::error::EXIT_SETUP,
+                crate::cli::error::EXIT_SETUP,
                 format!("unable to set up TLS: {e}"),
             )
         })?;

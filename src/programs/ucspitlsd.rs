@@ -2,9 +2,9 @@
 //! leaves a helper that waits for prog's one-byte command and then
 //! becomes s6-tlsd-io.
 
-use crate::error::{Fatal, EXIT_USAGE};
-use crate::log::Log;
-use crate::opts::Options;
+use crate::cli::error::{Fatal, EXIT_USAGE};
+use crate::cli::log::Log;
+use crate::cli::opts::Options;
 use crate::plumbing::{self, Forked};
 use nix::sys::socket::{shutdown, Shutdown};
 use std::convert::Infallible;

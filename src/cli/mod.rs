@@ -1,9 +1,15 @@
-//! The shape every program's `main` shares: parse the command line, run,
-//! and turn a failure into its one message and its exit code.
+//! The command line and what a program says on its way out: option
+//! parsing, messages, the error type and its exit codes, and the `main`
+//! every program shares (parse the command line, run, and turn a failure
+//! into its one message and its exit code).
 
-use crate::error::Fatal;
-use crate::log::Log;
-use crate::opts::{self, Options, Program};
+pub mod error;
+pub mod log;
+pub mod opts;
+
+use crate::cli::error::Fatal;
+use crate::cli::log::Log;
+use crate::cli::opts::{Options, Program};
 use std::ffi::OsString;
 use std::process::ExitCode;
 

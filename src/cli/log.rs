@@ -27,7 +27,7 @@ impl Log {
 
     /// The last words of a program that fails: the usage line as skalibs
     /// prints it (`PROGNAME: usage: ...`), anything else as fatal.
-    pub fn exit_message(&self, err: &crate::error::Fatal) {
+    pub fn exit_message(&self, err: &crate::cli::error::Fatal) {
         if err.is_usage_line {
             self.write_line(&err.message);
         } else {

@@ -3,7 +3,7 @@
 //! found before the first byte of any handshake. Key bytes are wiped from
 //! our buffers once the signing key has been built.
 
-use crate::error::{describe_io, Fatal};
+use crate::cli::error::{describe_io, Fatal};
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{
@@ -55,7 +55,8 @@ pub fn parse_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
         return Err("no certificate found".into());
     }
     for cert in &certs {
-        crate::dn::check_certificate(cert).map_err(|e| format!("invalid certificate: {e}"))?;
+        crate::info::dn::check_certificate(cert)
+            .map_err(|e| format!("invalid certificate: {e}"))?;
     }
     Ok(certs)
 }

@@ -12,10 +12,10 @@
 //! after making sure its last bytes are not destroyed by a TCP reset
 //! (see [`Tunnel::linger`]).
 
-use crate::error::{describe_io, Fatal, EXIT_SYS};
+use crate::cli::error::{describe_io, Fatal, EXIT_SYS};
+use crate::cli::log::Log;
+use crate::cli::opts::Options;
 use crate::info;
-use crate::log::Log;
-use crate::opts::Options;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
@@ -130,7 +130,7 @@ impl Tunnel {
     ) -> Result<Self, Fatal> {
         let mut conn = ServerConnection::new(config).map_err(|e| {
             Fatal::new(
-                crate::error::EXIT_SETUP,
+                crate::cli::error::EXIT_SETUP,
                 format!("unable to create TLS connection: {e}"),
             )
         })?;

@@ -3,7 +3,7 @@
 //! the matching order of SPEC.md (exact name, then a one-label
 //! `*.parent` wildcard, then the plain pair, else no certificate).
 
-use crate::error::Fatal;
+use crate::cli::error::Fatal;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::ffi::OsString;

@@ -1,8 +1,8 @@
 //! Taking ownership of descriptors named on a command line or in the
 //! environment, after checking that they are open.
 
-use crate::error::Fatal;
-use crate::opts::parse_decimal;
+use crate::cli::error::Fatal;
+use crate::cli::opts::parse_decimal;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// Parses a descriptor number (not decimal: usage error 100).

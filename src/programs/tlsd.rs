@@ -2,9 +2,9 @@
 //! s6-tlsd-io, waits for the handshake's information, applies it to the
 //! environment and becomes prog with cleartext on fds 0/1.
 
-use crate::error::{Fatal, EXIT_SYS};
+use crate::cli::error::{Fatal, EXIT_SYS};
+use crate::cli::opts::Options;
 use crate::info;
-use crate::opts::Options;
 use crate::plumbing::{self, Forked};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;

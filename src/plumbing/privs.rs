@@ -1,8 +1,8 @@
 //! Dropping root privileges to `TLS_UID`/`TLS_GID` once every secret is
 //! loaded and before the first byte of the handshake.
 
-use crate::error::Fatal;
-use crate::opts::parse_decimal;
+use crate::cli::error::Fatal;
+use crate::cli::opts::parse_decimal;
 use nix::unistd::{geteuid, setgid, setgroups, setuid, Gid, Uid};
 
 fn id_from_env(name: &str) -> Result<Option<u32>, Fatal> {

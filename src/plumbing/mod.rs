@@ -2,8 +2,11 @@
 //! close-on-exec pipes and socket pairs, fork, finding s6-tlsd-io,
 //! building prog's environment, and exec.
 
-use crate::error::Fatal;
-use crate::opts::{engine_args, Options};
+pub mod fds;
+pub mod privs;
+
+use crate::cli::error::Fatal;
+use crate::cli::opts::{engine_args, Options};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};

@@ -3,6 +3,8 @@
 //! terminated by one more `\0`. Encoder, decoder, and the five entries
 //! SPEC.md defines, built from a finished handshake.
 
+pub mod dn;
+
 use rustls::{CipherSuite, ProtocolVersion};
 
 /// One entry: a value, or `None` for "this variable is unset".
@@ -106,7 +108,7 @@ pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         format!("SHA256:{hex}")
     });
-    let subject = leaf.and_then(|cert| crate::dn::format_subject(cert));
+    let subject = leaf.and_then(|cert| crate::info::dn::format_subject(cert));
     vec![
         ("SSL_PROTOCOL".into(), protocol),
         ("SSL_CIPHER".into(), cipher),

@@ -3,7 +3,7 @@
 //! `--name` and `--name=value` (or `--name value`) long forms, and parsing
 //! that stops at `--` or at the first word not starting with `-`.
 
-use crate::error::Fatal;
+use crate::cli::error::Fatal;
 use std::ffi::OsString;
 
 /// Which program is parsing: each accepts a slightly different set.
