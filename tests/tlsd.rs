@@ -310,7 +310,9 @@ fn usage_errors_exit_100_before_anything_runs() {
         assert_eq!(server.exit_code(), 100, "{args:?}");
         let stderr = server.stderr();
         assert!(
-            stderr.lines().count() == 1 && stderr.contains("usage: s6-tlsd "),
+            stderr.lines().count() == 2
+                && stderr.starts_with("s6-tlsd: fatal: ")
+                && stderr.contains("\ns6-tlsd: usage: s6-tlsd "),
             "{args:?}: {stderr:?}"
         );
     }

@@ -33,31 +33,55 @@ fn is_root() -> bool {
 // ---------------------------------------------------------------------
 // Usage
 
+/// The problem on a `fatal` line, then the usage summary, as skalibs
+/// prints them; exit 100.
 #[test]
-fn wrong_usage_is_100_with_one_usage_line() {
-    for args in [
-        &[][..],
-        &["3"],
-        &["3", "4", "5"],
-        &["-x", "3", "4"],
-        &["-Z", "3", "4"],
-        &["-v", "3"],
-        &["-v", "abc", "3", "4"],
-        &["-K", "-1", "3", "4"],
-        &["-k", "one", "3", "4"],
-        &["-d", "x", "3", "4"],
-        &["--nope", "3", "4"],
-        &["--close-notify=1", "3", "4"],
-        &["--verbosity"],
-        &["--", "3"],
+fn wrong_usage_is_100_with_the_problem_then_the_usage_line() {
+    for (args, problem) in [
+        (&[][..], "missing fdr and fdw"),
+        (&["3"], "missing fdw"),
+        (
+            &["3", "4", "5"],
+            "too many arguments: 3 where fdr fdw are expected",
+        ),
+        (&["-x", "3", "4"], "unrecognized short option: x"),
+        (&["-Z", "3", "4"], "unrecognized short option: Z"),
+        (&["-v", "3"], "missing fdr and fdw"),
+        (
+            &["-v", "abc", "3", "4"],
+            "verbosity must be an unsigned integer, not \"abc\"",
+        ),
+        (
+            &["-K", "-5", "3", "4"],
+            "kimeout must be an unsigned integer, not \"-5\"",
+        ),
+        (
+            &["-k", "one", "3", "4"],
+            "sni-level must be an unsigned integer, not \"one\"",
+        ),
+        (
+            &["-d", "x", "3", "4"],
+            "notification-fd must be an unsigned integer, not \"x\"",
+        ),
+        (
+            &["--close-notfy", "3", "4"],
+            "unrecognized long option: close-notfy",
+        ),
+        (
+            &["--close-notify=1", "3", "4"],
+            "option --close-notify takes no value",
+        ),
+        (&["--verbosity"], "option --verbosity needs a value"),
+        (&["--", "3"], "missing fdw"),
     ] {
         let exit = run_without_network(Spawn::new(args.iter().copied()).app(3, 4));
         assert_eq!(exit.code, Some(100), "{args:?}: {exit:?}");
+        let lines: Vec<&str> = exit.stderr.lines().collect();
         assert!(
-            exit.stderr.starts_with("s6-tlsd-io: ")
-                && exit.stderr.contains("usage: s6-tlsd-io [")
-                && exit.stderr.ends_with("fdr fdw\n")
-                && exit.stderr.matches('\n').count() == 1,
+            lines.len() == 2
+                && lines[0] == format!("s6-tlsd-io: fatal: {problem}")
+                && lines[1].starts_with("s6-tlsd-io: usage: s6-tlsd-io [")
+                && lines[1].ends_with("fdr fdw"),
             "{args:?}: {:?}",
             exit.stderr
         );

@@ -1,5 +1,6 @@
 //! Arbitrary argv for each program: `opts::parse` returns the options and
-//! the operands, or a usage error (exit 100, message `usage: ...`); never
+//! the operands, or a usage error (exit 100, a one-line problem and the
+//! usage summary `usage: ...`); never
 //! panics. What it accepts obeys the skalibs rules: the operands are the
 //! words after `--` or from the first word not starting with `-`, and the
 //! options survive a trip through `engine_args`.
@@ -29,8 +30,10 @@ fuzz_target!(|data: &[u8]| {
     match opts::parse(program, &args) {
         Err(e) => {
             assert_eq!(e.code, 100, "{args:?}: {e:?}");
-            assert!(e.message.starts_with("usage: "), "{args:?}: {e:?}");
-            assert!(!e.message.contains('\n'), "{e:?}");
+            let usage = e.usage.as_deref().unwrap_or_default();
+            assert!(usage.starts_with("usage: "), "{args:?}: {e:?}");
+            assert!(!e.message.is_empty() && !e.message.contains('\n'), "{e:?}");
+            assert!(!usage.contains('\n'), "{e:?}");
         }
         Ok((o, operands)) => {
             match program {

@@ -1,5 +1,6 @@
 //! The one error type every program returns to its `main`: a message and
-//! the exit code SPEC.md assigns to that class of failure.
+//! the exit code of that class of failure (the exit code tables of the
+//! manual pages in doc/).
 
 use std::fmt;
 
@@ -22,9 +23,9 @@ pub const EXIT_SYS: u8 = 111;
 pub struct Fatal {
     pub code: u8,
     pub message: String,
-    /// The message is the one-line usage summary, printed as
-    /// `PROGNAME: usage: ...` rather than as a fatal error.
-    pub is_usage_line: bool,
+    /// For wrong usage: the usage summary (`usage: prog [ -x ] ...`),
+    /// printed as `PROGNAME: usage: ...` after the fatal line.
+    pub usage: Option<String>,
 }
 
 impl Fatal {
@@ -32,15 +33,16 @@ impl Fatal {
         Fatal {
             code,
             message: message.into(),
-            is_usage_line: false,
+            usage: None,
         }
     }
 
-    /// Wrong usage: `text` is the usage summary (`usage: prog [ -x ] ...`).
-    pub fn usage_line(text: impl Into<String>) -> Self {
+    /// Wrong usage on the command line: what is wrong (`unrecognized short
+    /// option: x`), and the usage summary to print after it.
+    pub fn wrong_usage(problem: impl Into<String>, usage_line: impl Into<String>) -> Self {
         Fatal {
-            is_usage_line: true,
-            ..Self::new(EXIT_USAGE, text)
+            usage: Some(usage_line.into()),
+            ..Self::new(EXIT_USAGE, problem)
         }
     }
 

@@ -25,13 +25,13 @@ impl Log {
         self.line("fatal", text);
     }
 
-    /// The last words of a program that fails: the usage line as skalibs
-    /// prints it (`PROGNAME: usage: ...`), anything else as fatal.
+    /// The last words of a program that fails: the fatal line, and for
+    /// wrong usage the usage summary after it (`PROGNAME: usage: ...`), so
+    /// that the reader sees what is wrong and what would be right.
     pub fn exit_message(&self, err: &crate::cli::error::Fatal) {
-        if err.is_usage_line {
-            self.write_line(&err.message);
-        } else {
-            self.fatal(&err.message);
+        self.fatal(&err.message);
+        if let Some(usage) = &err.usage {
+            self.write_line(usage);
         }
     }
 

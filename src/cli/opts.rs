@@ -1,4 +1,5 @@
-//! Command-line parsing with the skalibs conventions of SPEC.md: bundled
+//! Command-line parsing with the skalibs conventions (doc/s6-tlsd-io.md,
+//! "Options"): bundled
 //! short flags (`-Sy`), attached or separate values (`-v2`, `-v 2`),
 //! `--name` and `--name=value` (or `--name value`) long forms, and parsing
 //! that stops at `--` or at the first word not starting with `-`.
@@ -129,9 +130,10 @@ fn known(program: Program, spec: &Spec) -> bool {
 }
 
 /// Parses `args` (without argv\[0\]); returns the options and the operands
-/// (for s6-tlsd-io, `fdr fdw`; otherwise prog and its arguments).
+/// (for s6-tlsd-io, `fdr fdw`; otherwise prog and its arguments). A usage
+/// error names what is wrong and carries the usage summary.
 pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsString>), Fatal> {
-    let usage = || Fatal::usage_line(program.usage());
+    let usage = |problem: String| Fatal::wrong_usage(problem, program.usage());
     let mut opts = Options::default();
     let mut i = 0;
     while i < args.len() {
@@ -140,7 +142,10 @@ pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsStri
             // starts with `-` (then it is an unknown option, as skalibs,
             // which works on bytes, would say).
             if args[i].as_encoded_bytes().starts_with(b"-") {
-                return Err(usage());
+                return Err(usage(format!(
+                    "unrecognized option: {}",
+                    args[i].to_string_lossy()
+                )));
             }
             break;
         };
@@ -156,17 +161,19 @@ pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsStri
             let spec = SPECS
                 .iter()
                 .find(|s| s.long == name && known(program, s))
-                .ok_or_else(usage)?;
+                .ok_or_else(|| usage(format!("unrecognized long option: {name}")))?;
             let value = match (spec.value, attached) {
                 (false, None) => None,
-                (false, Some(_)) => return Err(usage()),
+                (false, Some(_)) => {
+                    return Err(usage(format!("option --{name} takes no value")));
+                }
                 (true, Some(v)) => Some(v),
                 (true, None) => {
                     i += 1;
-                    Some(word_at(args, i).ok_or_else(usage)?)
+                    Some(value_at(args, i, &format!("--{name}")).map_err(usage)?)
                 }
             };
-            apply(&mut opts, spec, value.as_deref()).ok_or_else(usage)?;
+            apply(&mut opts, spec, value.as_deref()).map_err(usage)?;
             i += 1;
             continue;
         }
@@ -177,41 +184,64 @@ pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsStri
             let spec = SPECS
                 .iter()
                 .find(|s| s.short == Some(c) && known(program, s))
-                .ok_or_else(usage)?;
+                .ok_or_else(|| usage(format!("unrecognized short option: {c}")))?;
             if !spec.value {
-                apply(&mut opts, spec, None).ok_or_else(usage)?;
+                apply(&mut opts, spec, None).map_err(usage)?;
                 continue;
             }
             let rest = &shorts[pos + c.len_utf8()..];
             let value = if rest.is_empty() {
                 i += 1;
-                word_at(args, i).ok_or_else(usage)?
+                value_at(args, i, &format!("-{c}")).map_err(usage)?
             } else {
                 rest.to_owned()
             };
-            apply(&mut opts, spec, Some(&value)).ok_or_else(usage)?;
+            apply(&mut opts, spec, Some(&value)).map_err(usage)?;
             break;
         }
         i += 1;
     }
     let operands = args[i.min(args.len())..].to_vec();
-    let operands_ok = match program {
-        Program::TlsdIo => operands.len() == 2,
-        _ => !operands.is_empty(),
+    let problem = match (program, operands.len()) {
+        (Program::TlsdIo, 0) => Some("missing fdr and fdw".to_owned()),
+        (Program::TlsdIo, 1) => Some("missing fdw".to_owned()),
+        (Program::TlsdIo, 2) => None,
+        (Program::TlsdIo, n) => Some(format!(
+            "too many arguments: {n} where fdr fdw are expected"
+        )),
+        (_, 0) => Some("missing prog".to_owned()),
+        _ => None,
     };
-    if !operands_ok {
-        return Err(usage());
+    match problem {
+        Some(problem) => Err(usage(problem)),
+        None => Ok((opts, operands)),
     }
-    Ok((opts, operands))
 }
 
-fn word_at(args: &[OsString], i: usize) -> Option<String> {
-    args.get(i).and_then(|a| a.to_str()).map(str::to_owned)
+/// The value of an option given as the next word, `args[i]`.
+fn value_at(args: &[OsString], i: usize, option: &str) -> Result<String, String> {
+    let word = args
+        .get(i)
+        .ok_or_else(|| format!("option {option} needs a value"))?;
+    word.to_str().map(str::to_owned).ok_or_else(|| {
+        format!(
+            "option {option}: {} is not a number",
+            word.to_string_lossy()
+        )
+    })
 }
 
-/// Records one option; `None` means its value was not acceptable.
-fn apply(opts: &mut Options, spec: &Spec, value: Option<&str>) -> Option<()> {
-    let number = || value.and_then(parse_decimal);
+/// Records one option, or says why its value is not acceptable.
+fn apply(opts: &mut Options, spec: &Spec, value: Option<&str>) -> Result<(), String> {
+    let number = || {
+        value.and_then(parse_decimal).ok_or_else(|| {
+            format!(
+                "{} must be an unsigned integer, not {:?}",
+                spec.long,
+                value.unwrap_or_default()
+            )
+        })
+    };
     match spec.long {
         "close-notify" => opts.close_notify = true,
         "no-close-notify" => opts.close_notify = false,
@@ -224,13 +254,21 @@ fn apply(opts: &mut Options, spec: &Spec, value: Option<&str>) -> Option<()> {
         "verbosity" => opts.verbosity = number()?,
         "kimeout" => opts.kimeout_ms = number()?,
         "handshake-timeout" => opts.handshake_timeout_ms = number()?,
-        "sni-level" => opts.sni_level = number()?,
+        // s6-networking treats every level from 2 up as 2.
+        "sni-level" => opts.sni_level = number()?.min(2),
         "sni" => opts.sni_level = 1,
         "mandatory-sni" => opts.sni_level = 2,
-        "notification-fd" => opts.notif_fd = Some(i32::try_from(number()?).ok()?),
+        "notification-fd" => {
+            opts.notif_fd = Some(i32::try_from(number()?).map_err(|_| {
+                format!(
+                    "notification-fd {} is not a descriptor number",
+                    value.unwrap_or_default()
+                )
+            })?)
+        }
         _ => unreachable!("option table and apply() disagree"),
     }
-    Some(())
+    Ok(())
 }
 
 /// A plain unsigned decimal number, as skalibs' `uint0_scan` accepts it:
@@ -336,7 +374,7 @@ mod tests {
         ] {
             let err = parse(Program::TlsdIo, &args(bad)).unwrap_err();
             assert_eq!(err.code, 100, "{bad:?}");
-            assert!(err.message.starts_with("usage: s6-tlsd-io"));
+            assert!(err.usage.unwrap().starts_with("usage: s6-tlsd-io"));
         }
         assert_eq!(
             parse(Program::Tlsd, &args(&["-d", "3", "prog"]))
@@ -345,6 +383,61 @@ mod tests {
             100
         );
         assert_eq!(parse(Program::Tlsd, &args(&["-S"])).unwrap_err().code, 100);
+    }
+
+    #[test]
+    fn usage_errors_name_the_problem() {
+        for (bad, problem) in [
+            (&["-x", "0", "1"][..], "unrecognized short option: x"),
+            (&["-Sxy", "0", "1"], "unrecognized short option: x"),
+            (
+                &["--close-notfy", "0", "1"],
+                "unrecognized long option: close-notfy",
+            ),
+            (
+                &["-v", "abc", "0", "1"],
+                "verbosity must be an unsigned integer, not \"abc\"",
+            ),
+            (
+                &["-K", "-5", "0", "1"],
+                "kimeout must be an unsigned integer, not \"-5\"",
+            ),
+            (
+                &["--handshake-timeout=1s", "0", "1"],
+                "handshake-timeout must be an unsigned integer, not \"1s\"",
+            ),
+            (&["-v"], "option -v needs a value"),
+            (
+                &["0", "1", "--kimeout"],
+                "too many arguments: 3 where fdr fdw are expected",
+            ),
+            (&["--kimeout"], "option --kimeout needs a value"),
+            (
+                &["--close-notify=1", "0", "1"],
+                "option --close-notify takes no value",
+            ),
+            (
+                &["-d", "4294967295", "0", "1"],
+                "notification-fd 4294967295 is not a descriptor number",
+            ),
+            (&["-Z", "0", "1"], "unrecognized short option: Z"),
+            (&["0"], "missing fdw"),
+            (&[], "missing fdr and fdw"),
+        ] {
+            let err = parse(Program::TlsdIo, &args(bad)).unwrap_err();
+            assert_eq!((err.code, err.message.as_str()), (100, problem), "{bad:?}");
+        }
+        let err = parse(Program::Tlsd, &args(&["-S"])).unwrap_err();
+        assert_eq!(err.message, "missing prog");
+        assert!(err.usage.unwrap().starts_with("usage: s6-tlsd "));
+    }
+
+    #[test]
+    fn sni_levels_above_2_are_2() {
+        for level in ["2", "3", "99", "4294967295"] {
+            let (o, _) = parse(Program::TlsdIo, &args(&["-k", level, "0", "1"])).unwrap();
+            assert_eq!(o.sni_level, 2, "{level}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! versions, client certificate policy, no session resumption.
 
 use crate::cli::error::Fatal;
+use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::pki;
 use crate::tls::sni::{self, Selector};
@@ -18,7 +19,7 @@ fn env_path(name: &str) -> Option<OsString> {
 
 /// Loads every key, certificate and trust anchor the options call for and
 /// returns the finished configuration.
-pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
+pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fatal> {
     let plain = if opts.sni_level >= 2 {
         None
     } else {
@@ -47,6 +48,7 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
             Path::new(&cert),
             "KEYFILE",
             Path::new(&key),
+            log,
         )?)),
         None => None,
     };
@@ -59,6 +61,7 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
             Path::new(&pair.cert),
             &key_var,
             Path::new(&pair.key),
+            log,
         )?;
         loaded.push((pair.name, Arc::new(key)));
     }

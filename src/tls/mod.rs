@@ -2,5 +2,6 @@
 //! certificates, trust anchors and server names, turned into a rustls
 //! configuration before the first byte of the handshake.
 pub mod config;
+pub mod errors;
 pub mod pki;
 pub mod sni;

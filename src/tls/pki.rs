@@ -4,6 +4,8 @@
 //! our buffers once the signing key has been built.
 
 use crate::cli::error::{describe_io, Fatal};
+use crate::cli::log::Log;
+use crate::tls::errors::describe;
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{
@@ -12,6 +14,10 @@ use rustls::pki_types::{
 use rustls::sign::CertifiedKey;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
+use x509_cert::certificate::Version;
+use x509_cert::der::{Decode, Encode};
+use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
 /// Reads a whole file into a buffer that is wiped when dropped.
@@ -182,26 +188,92 @@ fn signing_key(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn rustls::sign::SigningK
 }
 
 /// Loads a certificate chain and its key, and checks that they belong
-/// together. `label` names the pair in messages (`CERTFILE`, `CERTFILE:x`).
+/// together. `cert_var` and `key_var` name the pair in messages
+/// (`CERTFILE`, `CERTFILE:x`). A certificate that clients may refuse (v1,
+/// expired, not valid yet) is still served, with a warning: it is ours,
+/// not a peer's, and s6-networking serves it too.
 pub fn load_pair(
     cert_var: &str,
     cert_path: &Path,
     key_var: &str,
     key_path: &Path,
+    log: &Log,
 ) -> Result<CertifiedKey, Fatal> {
+    let cert_file = || format!("{cert_var} {}", cert_path.display());
     let chain = parse_chain(&read_file(cert_var, cert_path)?)
-        .map_err(|e| Fatal::config(format!("{cert_var} {}: {e}", cert_path.display())))?;
+        .map_err(|e| Fatal::config(format!("{}: {e}", cert_file())))?;
     let key = parse_key(&read_file(key_var, key_path)?)
         .map_err(|e| Fatal::config(format!("{key_var} {}: {e}", key_path.display())))?;
-    let pair = CertifiedKey::new(chain, key);
-    match pair.keys_match() {
-        Ok(()) => Ok(pair),
-        Err(e) => Err(Fatal::config(format!(
-            "{key_var} {} does not match {cert_var} {}: {e}",
+    let leaf = Certificate::from_der(&chain[0])
+        .map_err(|e| Fatal::config(format!("{}: invalid certificate: {e}", cert_file())))?;
+    let mismatch = |why: String| {
+        Fatal::config(format!(
+            "{key_var} {} does not match {}: {why}",
             key_path.display(),
-            cert_path.display()
-        ))),
+            cert_file()
+        ))
+    };
+    let Some(public) = key.public_key() else {
+        return Err(mismatch(describe(&rustls::Error::InconsistentKeys(
+            rustls::InconsistentKeys::Unknown,
+        ))));
+    };
+    if !same_key(&leaf, public.as_ref()) {
+        let later = chain[1..].iter().position(|cert| {
+            Certificate::from_der(cert).is_ok_and(|c| same_key(&c, public.as_ref()))
+        });
+        return Err(match later {
+            Some(i) => mismatch(format!(
+                "the first certificate in {cert_var} must be the one for {key_var} \
+                 (leaf first); the key is the one of certificate {}",
+                i + 2
+            )),
+            None => mismatch(describe(&rustls::Error::InconsistentKeys(
+                rustls::InconsistentKeys::KeyMismatch,
+            ))),
+        });
     }
+    for warning in served_anyway(&leaf) {
+        log.warn(&format!("{}: {warning}", cert_file()));
+    }
+    Ok(CertifiedKey::new(chain, key))
+}
+
+/// Compares the key of `cert` with a DER SubjectPublicKeyInfo. Nothing of
+/// a peer verifier runs here: a v1 or an expired certificate still has
+/// the key it has.
+fn same_key(cert: &Certificate, spki: &[u8]) -> bool {
+    cert.tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .is_ok_and(|der| der == spki)
+}
+
+/// Why clients may refuse our own certificate, though we serve it.
+fn served_anyway(cert: &Certificate) -> Vec<String> {
+    let tbs = &cert.tbs_certificate;
+    let mut warnings = Vec::new();
+    if tbs.version != Version::V3 {
+        warnings.push(
+            "an X.509 v1 or v2 certificate: many clients refuse certificates older than v3"
+                .to_owned(),
+        );
+    }
+    let now = SystemTime::now();
+    let not_after = tbs.validity.not_after;
+    let not_before = tbs.validity.not_before;
+    if not_after.to_system_time() < now {
+        warnings.push(format!(
+            "the certificate expired on {}: clients will refuse it",
+            not_after.to_date_time()
+        ));
+    } else if not_before.to_system_time() > now {
+        warnings.push(format!(
+            "the certificate is not valid before {}: clients will refuse it until then",
+            not_before.to_date_time()
+        ));
+    }
+    warnings
 }
 
 /// Loads trust anchors: every regular file of `CADIR` (each PEM, possibly
@@ -215,9 +287,13 @@ pub fn load_anchors(
         let certs = parse_chain(bytes)
             .map_err(|e| Fatal::config(format!("trust anchor {}: {e}", origin.display())))?;
         for cert in certs {
-            store
-                .add(cert)
-                .map_err(|e| Fatal::config(format!("trust anchor {}: {e}", origin.display())))?;
+            store.add(cert).map_err(|e| {
+                Fatal::config(format!(
+                    "trust anchor {}: {}",
+                    origin.display(),
+                    describe(&e)
+                ))
+            })?;
         }
         Ok(())
     };

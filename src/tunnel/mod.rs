@@ -366,7 +366,7 @@ impl Tunnel {
             self.on_handshake();
         }
         if let Err(e) = processed {
-            let fatal = self.tls_failure(&e.to_string());
+            let fatal = self.tls_failure(&crate::tls::errors::describe(&e));
             if !self.handshake_done {
                 return Err(fatal);
             }
