@@ -295,7 +295,9 @@ fn client_sends_a_fatal_alert_during_the_handshake() {
     let log = server.log();
     assert_eq!(end.engine, Some(Exit::Code(98)), "{log}");
     assert!(
-        log.contains("s6-tlsd-io: fatal: TLS handshake failed: received fatal alert"),
+        log.contains(
+            "s6-tlsd-io: fatal: TLS handshake failed: the peer sent the alert handshake_failure"
+        ),
         "{log}"
     );
     assert!(how == "eof" || how == "ConnectionReset", "{how}");
@@ -323,7 +325,7 @@ fn client_sends_a_fatal_alert_after_the_handshake() {
     let log = server.log();
     assert_eq!(end.engine, Some(Exit::Code(98)), "{log}");
     assert!(
-        log.contains("s6-tlsd-io: fatal: TLS error: received fatal alert: InternalError"),
+        log.contains("s6-tlsd-io: fatal: TLS error: the peer sent the alert internal_error"),
         "{log}"
     );
     assert!(how == "eof" || how == "ConnectionReset", "{how}");

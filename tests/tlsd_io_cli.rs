@@ -292,12 +292,41 @@ fn key_not_matching_its_certificate_is_96() {
         exit.assert_fatal(
             96,
             &format!(
-                "KEYFILE {} does not match CERTFILE {}: ",
+                "KEYFILE {} does not match CERTFILE {}: the private key is not the key of the certificate\n",
                 k.display(),
                 c.display()
             ),
         );
     }
+}
+
+/// A chain whose first certificate is not the key's, but a later one is:
+/// the message says how to fix the file. Also for an SNI pair.
+#[test]
+fn chain_not_leaf_first_is_96_and_says_so() {
+    let dir = TempDir::new("leaflast");
+    let intermediate = pki().ca.intermediate("s6-tls Test Intermediate");
+    let leaf = intermediate.server(&["localhost"], KeyKind::EcdsaP256);
+    let (_, key) = leaf.write(&dir, "leaf");
+    let backwards = dir.write(
+        "backwards.pem",
+        format!("{}{}", intermediate.cert_pem(), leaf.cert_pem),
+    );
+    let message = |cert_var: &str, key_var: &str| {
+        format!(
+            "{key_var} {} does not match {cert_var} {}: the first certificate in {cert_var} \
+             must be the one for {key_var} (leaf first); the key is the one of certificate 2\n",
+            key.display(),
+            backwards.display()
+        )
+    };
+    configured(&[], &[("CERTFILE", &backwards), ("KEYFILE", &key)])
+        .assert_fatal(96, &message("CERTFILE", "KEYFILE"));
+    configured(
+        &["-k2"],
+        &[("CERTFILE:a.test", &backwards), ("KEYFILE:a.test", &key)],
+    )
+    .assert_fatal(96, &message("CERTFILE:a.test", "KEYFILE:a.test"));
 }
 
 #[test]

@@ -231,7 +231,7 @@ fn mandatory_client_certificate() {
                 with_ca(&dir, &[flag]),
                 &ClientSetup::new().versions(v),
                 "localhost",
-                "peer sent no certificates",
+                "the peer presented no certificate",
             );
         }
     }
@@ -247,15 +247,33 @@ fn client_certificate_that_does_not_verify_is_98() {
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         pki().ca.issue(params, KeyKind::EcdsaP256)
     };
+    // A CA certificate (basicConstraints CA) presented as the client's own.
+    let ca_as_leaf = {
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        pki().ca.issue(params, KeyKind::EcdsaP256)
+    };
+    let cases = [
+        (
+            &pki().client_other,
+            "it is not issued by a trusted certificate authority (unknown issuer)",
+        ),
+        (&expired, "it expired on 2001-01-01T00:00:00Z"),
+        (
+            &ca_as_leaf,
+            "it is a CA certificate, used as an end-entity certificate",
+        ),
+    ];
     for v in BOTH {
         for flag in ["-Y", "-y"] {
-            for leaf in [&pki().client_other, &expired] {
+            for (leaf, why) in &cases {
                 let dir = TempDir::new("wrongca");
                 expect_handshake_failure(
                     with_ca(&dir, &[flag]),
                     &ClientSetup::new().versions(v).identity(leaf),
                     "localhost",
-                    "invalid peer certificate: ",
+                    &format!("invalid peer certificate: {why}\n"),
                 );
             }
         }
@@ -438,7 +456,134 @@ fn certificate_chain() {
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     engine
         .wait_within(Duration::from_secs(10))
-        .assert_fatal(98, "TLS handshake failed: received fatal alert: ");
+        .assert_fatal(
+            98,
+            "TLS handshake failed: the peer sent the alert unknown_ca: it does not trust the issuer of our certificate",
+        );
+}
+
+// ---------------------------------------------------------------------
+// Our own certificate: served as it is, with a warning when clients may
+// refuse it (the key check compares public keys, it verifies nothing)
+
+/// One session with `cert`/`key` and `args`, to a client that accepts any
+/// certificate: the certificate presented, and the engine's exit.
+fn serve_own(
+    cert: &Path,
+    key: &Path,
+    args: &[&str],
+) -> (rustls::pki_types::CertificateDer<'static>, Exit) {
+    let mut words = args.to_vec();
+    words.extend(["3", "4"]);
+    let spawn = Spawn::new(words).app(3, 4).cert(cert, key);
+    let mut s = session(spawn, &ClientSetup::new().trust(Trust::Any), "localhost");
+    let leaf = s.client.server_leaf();
+    s.client.close_notify().unwrap();
+    assert_eq!(s.engine.app_read_to_eof(), b"");
+    s.engine.close_app_in();
+    (leaf, s.engine.wait())
+}
+
+/// `openssl x509 -req` without extensions makes a v1 certificate, as old
+/// deployments have them: served (s6-networking serves it), with a
+/// warning at -v1 and up; `openssl s_client` verifies it (it is its own
+/// trust anchor) and talks. RSA and EC keys. (rustls refuses v1
+/// certificates even when told to accept any, so OpenSSL is the client.)
+#[test]
+fn x509_v1_server_certificate_is_served_with_a_warning() {
+    let dir = TempDir::new("v1");
+    let ec = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..];
+    for (stem, newkey, verbosity) in [("ec", ec, "-v1"), ("rsa", &["-newkey", "rsa:2048"], "-v0")] {
+        let key = dir.path().join(format!("{stem}.key"));
+        let csr = dir.path().join(format!("{stem}.csr"));
+        let cert = dir.path().join(format!("{stem}.crt"));
+        let mut req = vec!["req", "-new", "-nodes", "-subj", "/CN=localhost"];
+        req.extend(newkey);
+        req.extend([
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        run_openssl(req);
+        run_openssl([
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            csr.to_str().unwrap(),
+            "-key",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8(run_openssl([
+            "x509",
+            "-noout",
+            "-text",
+            "-in",
+            cert.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert!(
+            text.contains("Version: 1 (0x0)"),
+            "the test needs a v1 certificate: {text}"
+        );
+
+        let spawn = Spawn::new([verbosity, "3", "4"])
+            .app(3, 4)
+            .cert(&cert, &key);
+        let (mut engine, mut openssl, mut stdin, stdout, _stderr) =
+            s_client(&cert, spawn, "-tls1_3");
+        stdin.write_all(b"over v1\n").unwrap();
+        assert_eq!(engine.app_read_exact(8), b"over v1\n", "{stem}");
+        engine.app_write(b"reply\n").unwrap();
+        assert_eq!(read_until(&stdout, "reply\n"), "reply\n");
+        drop(stdin);
+        assert_eq!(engine.app_read_to_eof(), b"");
+        engine.close_app_in();
+        let exit = engine.wait();
+        assert!(openssl.wait_within(DEADLINE).success(), "{stem}");
+        if verbosity == "-v0" {
+            exit.assert_clean(0);
+            continue;
+        }
+        assert_eq!(exit.code, Some(0), "{stem}: {:?}", exit.stderr);
+        assert_eq!(
+            exit.stderr,
+            format!(
+                "s6-tlsd-io: warning: CERTFILE {}: an X.509 v1 or v2 certificate: many clients refuse certificates older than v3\n",
+                cert.display()
+            ),
+        );
+    }
+}
+
+/// An expired or not yet valid certificate is served as it is, with a
+/// warning line at start that says when it was or will be valid.
+#[test]
+fn server_certificate_out_of_its_validity_is_served_with_a_warning() {
+    let dir = TempDir::new("validity");
+    let leaf = |from: (i32, u8, u8), to: (i32, u8, u8)| {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+        pki().ca.issue(params, KeyKind::EcdsaP256)
+    };
+    for (stem, leaf, warning) in [
+        ("expired", leaf((2000, 1, 1), (2001, 1, 1)), "the certificate expired on 2001-01-01T00:00:00Z: clients will refuse it"),
+        ("future", leaf((2100, 1, 1), (2101, 1, 1)), "the certificate is not valid before 2100-01-01T00:00:00Z: clients will refuse it until then"),
+    ] {
+        let (cert, key) = leaf.write(&dir, stem);
+        let (presented, exit) = serve_own(&cert, &key, &[]);
+        assert_eq!(presented, leaf.cert, "{stem}");
+        assert_eq!(exit.code, Some(0), "{stem}: {:?}", exit.stderr);
+        assert_eq!(
+            exit.stderr,
+            format!("s6-tlsd-io: warning: CERTFILE {}: {warning}\n", cert.display()),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -656,11 +801,18 @@ fn sni_selection_with_a_default() {
 }
 
 /// -k2: the plain CERTFILE/KEYFILE are ignored (here they do not even
-/// exist), and a name without a pair fails the handshake.
+/// exist), and a name without a pair fails the handshake. Every level
+/// above 2 is 2, as in s6-networking.
 #[test]
 fn sni_level_2_has_no_default() {
     let t = SniSetup::new();
-    for args in [&["-k2"][..], &["--mandatory-sni"], &["--sni-level", "2"]] {
+    for args in [
+        &["-k2"][..],
+        &["--mandatory-sni"],
+        &["--sni-level", "2"],
+        &["-k3"],
+        &["--sni-level=99"],
+    ] {
         let (leaf, _) = t.presented(t.spawn(args, false), "mail.example.org");
         assert_eq!(leaf, t.mail.cert);
         let (leaf, _) = t.presented(t.spawn(args, false), "z.wild.example.org");
@@ -670,7 +822,7 @@ fn sni_level_2_has_no_default() {
                 t.spawn(args, false),
                 &ClientSetup::new().trust(Trust::Any),
                 name,
-                "unexpected error: no server certificate chain resolved",
+                "no certificate for the server name the client asked for",
             );
         }
     }
@@ -827,15 +979,18 @@ fn bundled_sy() {
         with_ca(&dir, &["-Sy"]),
         &ClientSetup::new(),
         "localhost",
-        "peer sent no certificates",
+        "the peer presented no certificate",
     );
 }
 
 /// Starts `openssl s_client VERSION` against a fresh engine (standard
 /// pair, `-v2`); returns the engine, s_client, its stdin, and its stdout
 /// and stderr (non-blocking, for [`read_until`]).
+/// `openssl s_client` trusting only `ca`, verifying (`-verify_return_error`),
+/// against the engine `spawn`.
 fn s_client(
-    dir: &TempDir,
+    ca: &Path,
+    spawn: Spawn,
     version_flag: &str,
 ) -> (
     Engine,
@@ -844,13 +999,12 @@ fn s_client(
     std::os::fd::OwnedFd,
     std::os::fd::OwnedFd,
 ) {
-    let ca = dir.write("ca.pem", pki().ca.cert_pem());
     let listener = Listener::new();
     let mut openssl = ChildGuard(
         Command::new(OPENSSL)
             .args(["s_client", "-connect", &listener.addr.to_string()])
             .args(["-servername", "localhost", "-CAfile"])
-            .arg(&ca)
+            .arg(ca)
             .args(["-verify_return_error", "-brief", version_flag])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -863,7 +1017,7 @@ fn s_client(
     let stderr: std::os::fd::OwnedFd = openssl.0.stderr.take().unwrap().into();
     set_nonblocking(stdout.as_fd());
     set_nonblocking(stderr.as_fd());
-    let engine = standard(dir, &["-v2"]).spawn(Some(listener.accept()));
+    let engine = spawn.spawn(Some(listener.accept()));
     (engine, openssl, stdin, stdout, stderr)
 }
 
@@ -890,7 +1044,9 @@ fn read_until(fd: &std::os::fd::OwnedFd, needle: &str) -> String {
 #[test]
 fn openssl_key_update() {
     let dir = TempDir::new("keyupdate");
-    let (mut engine, mut openssl, mut stdin, stdout, stderr) = s_client(&dir, "-tls1_3");
+    let ca = dir.write("ca.pem", pki().ca.cert_pem());
+    let (mut engine, mut openssl, mut stdin, stdout, stderr) =
+        s_client(&ca, standard(&dir, &["-v2"]), "-tls1_3");
     stdin.write_all(b"before\n").unwrap();
     assert_eq!(engine.app_read_exact(7), b"before\n");
     // s_client reads its commands from whole reads of stdin: wait until
@@ -914,7 +1070,9 @@ fn openssl_key_update() {
 #[test]
 fn openssl_renegotiation_is_refused() {
     let dir = TempDir::new("reneg");
-    let (mut engine, mut openssl, mut stdin, _stdout, stderr) = s_client(&dir, "-tls1_2");
+    let ca = dir.write("ca.pem", pki().ca.cert_pem());
+    let (mut engine, mut openssl, mut stdin, _stdout, stderr) =
+        s_client(&ca, standard(&dir, &["-v2"]), "-tls1_2");
     stdin.write_all(b"before\n").unwrap();
     assert_eq!(engine.app_read_exact(7), b"before\n");
     stdin.write_all(b"R\n").unwrap();
@@ -923,7 +1081,7 @@ fn openssl_renegotiation_is_refused() {
     assert_eq!(exit.code, Some(98));
     assert!(
         exit.stderr.ends_with(&format!(
-            "{FATAL}TLS error: received fatal alert: HandshakeFailure\n"
+            "{FATAL}TLS error: the peer sent the alert handshake_failure: it found no acceptable parameters\n"
         )),
         "{:?}",
         exit.stderr
@@ -955,7 +1113,7 @@ fn sni_level_1_without_a_default() {
         spawn(),
         &ClientSetup::new().trust(Trust::Any),
         "other.org",
-        "unexpected error: no server certificate chain resolved",
+        "no certificate for the server name the client asked for",
     );
 }
 

@@ -189,6 +189,9 @@ fn incompatible(p: &PeerIncompatible) -> String {
         | PeerIncompatible::NoCertificateRequestSignatureSchemesInCommon => {
             "no signature scheme in common with the peer"
         }
+        PeerIncompatible::SignatureAlgorithmsExtensionRequired => {
+            "the peer sent no signature_algorithms extension, as TLS 1.0 and 1.1 clients do"
+        }
         PeerIncompatible::SupportedVersionsExtensionRequired
         | PeerIncompatible::ServerDoesNotSupportTls12Or13
         | PeerIncompatible::Tls12NotOffered
