@@ -2,7 +2,7 @@
 //! "Fuzzing and property tests"): option parsing, the information string,
 //! subject formatting and its escaping, SNI names and the environment
 //! scan, and key and certificate loading. Each property is checked
-//! against an expectation written here from SPEC.md's rules, not by
+//! against an expectation written here from the manual pages' rules (doc/), not by
 //! calling the code under test twice. The fuzz targets in `fuzz/` check
 //! the same invariants on unstructured input; inputs they found are kept
 //! at the end of this file as regression cases.
@@ -148,7 +148,7 @@ fn info_examples() {
     assert!(info::decode(b"\0").is_err());
 }
 
-/// Every suite the provider can negotiate has its OpenSSL name (SPEC.md),
+/// Every suite the provider can negotiate has its OpenSSL name (doc/s6-tlsd-io.md),
 /// never the debug fallback; the names are distinct.
 #[test]
 fn info_cipher_names() {
@@ -288,7 +288,7 @@ fn items(program: Program) -> impl Strategy<Value = Vec<Item>> {
     vec(item, 0..8)
 }
 
-/// What the items mean, written from the tables of SPEC.md: later
+/// What the items mean, written from the option tables of doc/: later
 /// options override earlier ones.
 fn model(items: &[Item]) -> Options {
     let mut o = Options::default();
@@ -581,7 +581,7 @@ fn opts_spec_examples() {
 mod dn_model;
 use dn_model::{subject_parts, unescape, ORDER, SPECIAL};
 
-/// The escaping of SPEC.md, written another way than dn.rs: first the
+/// The escaping of doc/s6-tlsd-io.md, written another way than dn.rs: first the
 /// space at each end, then every special character of the middle.
 fn expected_escape(value: &str) -> String {
     let (lead, rest) = match value.strip_prefix(' ') {
@@ -603,7 +603,7 @@ fn expected_escape(value: &str) -> String {
 }
 
 /// Whatever `format_subject` returns must be one of the three shapes of
-/// SPEC.md, with no NUL (it goes into an information string).
+/// doc/s6-tlsd-io.md, with no NUL (it goes into an information string).
 fn check_subject_shape(subject: &Option<String>) -> Result<(), TestCaseError> {
     let Some(s) = subject else { return Ok(()) };
     prop_assert!(!s.contains('\0'), "NUL in {:?}", s);
@@ -634,7 +634,7 @@ fn dn_text() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(config(2048))]
 
-    /// `escape_value` is reversible, escapes everything SPEC.md lists,
+    /// `escape_value` is reversible, escapes everything the manual lists,
     /// and matches the rules written independently above.
     #[test]
     fn dn_escape_round_trip(value in dn_text()) {
@@ -662,7 +662,7 @@ proptest! {
 }
 
 /// An attribute of a generated certificate: its type (0..6 the shown
-/// ones in SPEC.md order, 6.. others), how it is encoded, its text.
+/// ones in the documented order, 6.. others), how it is encoded, its text.
 #[derive(Debug, Clone)]
 struct Attr {
     kind: usize,
@@ -765,7 +765,7 @@ fn attrs() -> impl Strategy<Value = Vec<Attr>> {
         })
 }
 
-/// SPEC.md's subject: the shown attributes present, in the order C, ST,
+/// The documented subject: the shown attributes present, in the order C, ST,
 /// L, O, OU, CN, escaped, joined by `, `; a bare name if none; and
 /// `<invalid>` when a value cannot travel (it holds a NUL).
 fn expected_subject(texts: &[(usize, String)]) -> Option<String> {
@@ -826,7 +826,7 @@ proptest! {
 
     /// Certificates made by rcgen with arbitrary subjects (any attribute
     /// order, any of the directory string types, arbitrary text) give
-    /// exactly the subject SPEC.md describes.
+    /// exactly the subject doc/s6-tlsd-io.md describes.
     #[test]
     fn dn_format_generated_certificates(attrs in attrs()) {
         let (der, texts) = certificate(&attrs);
@@ -1287,7 +1287,7 @@ fn pki_real_inputs_load() {
     }
     let encrypted = include_bytes!("../fuzz/seeds/pki_key/p256-encrypted.pem");
     assert!(pki::parse_key(encrypted).is_err());
-    // SPEC.md: RSA from 2048 bits.
+    // doc/s6-tlsd-io.md: RSA from 2048 bits.
     let small = include_bytes!("../fuzz/seeds/pki_key/rsa1024-pkcs8.pem");
     assert!(pki::parse_key(small).is_err());
     assert_eq!(pki::parse_chain(CHAINS[0].1).unwrap().len(), 2);

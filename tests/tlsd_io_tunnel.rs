@@ -1,4 +1,4 @@
-//! s6-tlsd-io: the tunnel. Every close rule of SPEC.md "The tunnel",
+//! s6-tlsd-io: the tunnel. Every close rule of doc/s6-tlsd-io.md "Closing",
 //! under TLS 1.3 and TLS 1.2, the inactivity and handshake timeouts, no
 //! session resumption, TCP_NODELAY, and 64 MiB each way at once.
 //!

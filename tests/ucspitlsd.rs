@@ -63,7 +63,7 @@ fn info_session(
     (info, client, server, dir)
 }
 
-/// The five entries of SPEC.md must come first, byte for byte; more
+/// The five documented entries must come first, byte for byte; more
 /// (well-formed) entries may follow; then the terminator and EOF.
 fn assert_info(received: &[u8], five: &[(&str, Option<&str>)]) {
     let mut expected = encode_info(five);

@@ -1,7 +1,7 @@
 //! Arbitrary bytes (and, from the seeds, mutated real certificates) as a
 //! client certificate: `check_certificate` and `format_subject` never
 //! panic; a certificate that does not check is `<invalid>`; any other
-//! subject reads back as `KEY=value` parts in SPEC.md's order, with every
+//! subject reads back as `KEY=value` parts in the documented order, with every
 //! special character escaped and no NUL byte (it goes into an information
 //! string and then an environment variable). `escape_value` is reversible
 //! on arbitrary text.

@@ -6,9 +6,11 @@
 //!
 //! Cleartext phase on fds 0/1, a tiny STARTTLS dialogue:
 //!
-//!     server: 220 faultapp pid=<own pid> helper=<helper pid>\r\n
-//!     client: STARTTLS\r\n
-//!     server: 220 go\r\n
+//! ```text
+//! server: 220 faultapp pid=<own pid> helper=<helper pid>\r\n
+//! client: STARTTLS\r\n
+//! server: 220 go\r\n
+//! ```
 //!
 //! then `Y` on SSLCTLFD and, once the handshake is done, MODE:
 //!

@@ -1,6 +1,7 @@
 //! The subject of an X.509 certificate, as `SSL_PEER_CERT_SUBJECT` shows
 //! it: a small DER reader that walks to the subject Name, and the
-//! formatter with SPEC.md's attribute order and escaping rules.
+//! formatter with the attribute order and escaping rules of
+//! doc/s6-tlsd-io.md ("The connection information").
 
 /// One DER element: its tag, its contents, and what follows it.
 fn element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), &'static str> {
@@ -64,7 +65,7 @@ pub fn check_certificate(cert: &[u8]) -> Result<(), &'static str> {
     subject_name(cert).map(|_| ())
 }
 
-/// The attributes SPEC.md shows, in the order it shows them.
+/// The attributes the subject shows, in the order it shows them.
 const SHOWN: [(&str, &[u8]); 6] = [
     ("C", &[0x55, 0x04, 0x06]),
     ("ST", &[0x55, 0x04, 0x08]),
@@ -151,7 +152,7 @@ pub fn escape_value(value: &str) -> String {
     out
 }
 
-/// The subject of `cert` as SPEC.md formats it: `None` when it has none of
+/// The subject of `cert` in the documented format: `None` when it has none of
 /// the shown attributes (a bare name), `<invalid>` when it cannot be read.
 pub fn format_subject(cert: &[u8]) -> Option<String> {
     let Ok(mut attrs) = subject_name(cert).and_then(attributes) else {

@@ -1,7 +1,8 @@
 //! The connection information string sent after the handshake (`Y`, and
 //! s6-tlsd's notification pipe): `NAME=value\0` or bare `NAME\0` entries,
 //! terminated by one more `\0`. Encoder, decoder, and the five entries
-//! SPEC.md defines, built from a finished handshake.
+//! of doc/s6-tlsd-io.md ("The connection information"), built from a
+//! finished handshake.
 
 pub mod dn;
 
@@ -92,7 +93,7 @@ pub fn cipher_name(suite: CipherSuite) -> String {
     known.to_owned()
 }
 
-/// The five entries of SPEC.md, in their order, for a finished handshake.
+/// The five entries, in their documented order, for a finished handshake.
 pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
     let protocol = conn
         .protocol_version()

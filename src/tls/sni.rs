@@ -1,6 +1,6 @@
 //! Certificate selection by the client's SNI: the `KEYFILE:name` /
 //! `CERTFILE:name` pairs found in the environment, name normalisation, and
-//! the matching order of SPEC.md (exact name, then a one-label
+//! the matching order of doc/s6-tlsd-io.md (exact name, then a one-label
 //! `*.parent` wildcard, then the plain pair, else no certificate).
 
 use crate::cli::error::Fatal;

@@ -1,7 +1,7 @@
 //! The tunnel: one TLS server connection between the network (fd 0 read,
 //! fd 1 write) and the application (`fdr` cleartext in, `fdw` cleartext
 //! out), driven by a single-threaded `poll` loop over at most four
-//! descriptors, with the close rules of SPEC.md.
+//! descriptors, with the close rules of doc/s6-tlsd-io.md ("Closing").
 //!
 //! Each direction is a small state machine. Network to application ends
 //! when the peer's close_notify or EOF has been delivered (then `fdw` is
@@ -10,7 +10,7 @@
 //! ends when the application's EOF has been flushed and answered with a
 //! half-close or a close_notify. The process exits when both have ended,
 //! after making sure its last bytes are not destroyed by a TCP reset
-//! (see [`Tunnel::linger`]).
+//! (see `Tunnel::linger`).
 
 use crate::cli::error::{describe_io, Fatal, EXIT_SYS};
 use crate::cli::log::Log;

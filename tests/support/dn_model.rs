@@ -1,9 +1,9 @@
-//! An independent model of SPEC.md's subject format, shared by
+//! An independent model of the subject format of doc/s6-tlsd-io.md, shared by
 //! tests/properties.rs and the `dn` fuzz target: reading an escaped value
 //! back, and splitting a formatted subject into its parts.
 #![allow(dead_code)]
 
-/// The characters SPEC.md escapes with a backslash anywhere in a value.
+/// The characters the format escapes with a backslash anywhere in a value.
 pub const SPECIAL: &[char] = &[',', '=', '+', '<', '>', '#', '\\', '\n'];
 /// The attributes a subject shows, in the order it shows them.
 pub const ORDER: [&str; 6] = ["C", "ST", "L", "O", "OU", "CN"];
