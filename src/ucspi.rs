@@ -1,20 +1,122 @@
-//! The application side of UCSPI-TLS, for programs run under
-//! s6-ucspitlsd that want STARTTLS without a TLS stack of their own.
+//! The application side of UCSPI-TLS: for a program run as `prog` under
+//! s6-ucspitlsd (a server) or s6-ucspitlsc (a client) that wants
+//! STARTTLS without a TLS stack of its own.
+//!
+//! # The protocol, from the application's side
+//!
+//! The program starts in cleartext on the connection: fds 0 (read) and 1
+//! (write) under s6-ucspitlsd, fds 6 (read) and 7 (write) under
+//! s6-ucspitlsc. Three environment variables name three more
+//! descriptors: `SSLCTLFD` (a control socket), `SSLREADFD` and
+//! `SSLWRITEFD` (the cleartext ends of the tunnel, used once TLS is up).
+//! [`Ucspi::from_env`] takes them. When the peer asks for TLS (SMTP's
+//! `STARTTLS`), the program answers it in cleartext, then calls
+//! [`Ucspi::start_tls`] (command `y`) or [`Ucspi::start_tls_with_info`]
+//! (command `Y`); a helper process does the handshake on the connection
+//! and from then on encrypts what the program writes to
+//! [`Tls::writer`] and decrypts what it reads from [`Tls::reader`].
+//! A program that never asks simply exits or closes `SSLCTLFD`: the
+//! helper goes away quietly.
+//!
+//! # Rules a correct application follows
+//!
+//! - **Discard cleartext received before TLS.** Anything the peer sent
+//!   after its STARTTLS command and that the program has already read or
+//!   buffered arrived in cleartext, before the handshake: an attacker on
+//!   the path can have injected it (the STARTTLS command injection
+//!   attack, CVE-2011-0411). Throw the buffer away unread; never take it
+//!   as commands of the encrypted session. Reading the cleartext phase
+//!   through a `BufReader` is fine as long as the reader is dropped, with
+//!   its buffer, when TLS starts.
+//! - **Stop using the cleartext descriptors once TLS is up** (fds 0/1,
+//!   or 6/7 for a client): the helper reads and writes the connection
+//!   from then on. Reading them would steal TLS records, writing them
+//!   would corrupt the stream. Close them: while the program holds them,
+//!   the connection stays open after the helper has ended its session,
+//!   and a peer waiting for the connection to close waits until the
+//!   program exits. (A program that needs something on those numbers can
+//!   open `/dev/null` there.)
+//! - **Write the STARTTLS answer before starting TLS** and nothing in
+//!   cleartext after it. What the program writes to [`Tls::writer`]
+//!   before the handshake has completed is sent, encrypted, once it has.
+//! - **A failed handshake** shows as [`Error::HandshakeFailed`] from
+//!   `start_tls_with_info`, or as EOF on [`Tls::reader`] after
+//!   `start_tls`; the helper has already closed the connection and said
+//!   why on stderr. The program just ends the session.
+//! - **Ending the session**: drop [`Tls::writer`] (the helper then ends
+//!   its side of the connection, with or without close_notify as `-S`/`-s`
+//!   say) and read [`Tls::reader`] to EOF if the peer may still send.
+//!
+//! # What `Y` gives
+//!
+//! [`Ucspi::start_tls_with_info`] waits for the handshake and returns
+//! the connection information, read with [`Tls::get`]:
+//!
+//! | name | value |
+//! |---|---|
+//! | `SSL_PROTOCOL` | `TLSv1.3` or `TLSv1.2` |
+//! | `SSL_CIPHER` | OpenSSL's name of the cipher suite, e.g. `TLS_AES_256_GCM_SHA384` |
+//! | `SSL_TLS_SNI_SERVERNAME` | the server name the client sent (SNI); unset if none |
+//! | `SSL_PEER_CERT_HASH` | `SHA256:` and the hex SHA-256 of the peer's certificate; unset if none was verified |
+//! | `SSL_PEER_CERT_SUBJECT` | the subject of that certificate, `C=.., O=.., CN=..` |
+//!
+//! On the server side the peer certificate is the client's, present only
+//! when s6-ucspitlsd was given `-Y` or `-y`; on the client side it is the
+//! server's, present whenever the server's certificate was verified.
+//! doc/s6-tlsd-io.md ("The connection information") gives the exact
+//! format; [`Ucspi::start_tls`] returns an empty information set.
+//!
+//! # Example
+//!
+//! A line-based server: cleartext until `STARTTLS`, then one echo over TLS.
 //!
 //! ```no_run
-//! use std::io::{BufRead, BufReader, Write};
 //! use s6_tls::ucspi::Ucspi;
+//! use std::fs::File;
+//! use std::io::{BufRead, BufReader, Write};
+//! use std::os::fd::{FromRawFd, OwnedFd};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Cleartext phase on fds 0/1; then, when the client asks for TLS:
-//! let ucspi = Ucspi::from_env()?;
-//! let mut tls = ucspi.start_tls_with_info()?;
-//! eprintln!("protocol: {:?}", tls.get("SSL_PROTOCOL"));
-//! writeln!(tls.writer, "hello over TLS")?;
-//! let mut line = String::new();
-//! BufReader::new(&mut tls.reader).read_line(&mut line)?;
-//! # Ok(())
-//! # }
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // SAFETY: fds 0 and 1 are the connection the super-server gave
+//!     // this program, and nothing else in it uses them.
+//!     let (input, mut output) = unsafe {
+//!         (File::from(OwnedFd::from_raw_fd(0)), File::from(OwnedFd::from_raw_fd(1)))
+//!     };
+//!     let mut input = BufReader::new(input);
+//!     output.write_all(b"220 ready\r\n")?;
+//!     let mut line = String::new();
+//!     loop {
+//!         line.clear();
+//!         if input.read_line(&mut line)? == 0 {
+//!             return Ok(());
+//!         }
+//!         if line.trim_end().eq_ignore_ascii_case("STARTTLS") {
+//!             break;
+//!         }
+//!         output.write_all(b"500 only STARTTLS here\r\n")?;
+//!     }
+//!     let ucspi = match Ucspi::from_env() {
+//!         Ok(ucspi) => ucspi,
+//!         Err(e) => {
+//!             eprintln!("example: warning: {e}");
+//!             output.write_all(b"454 TLS not available\r\n")?;
+//!             return Ok(());
+//!         }
+//!     };
+//!     output.write_all(b"220 go ahead\r\n")?;
+//!     // Whatever followed STARTTLS in `input`'s buffer came in cleartext:
+//!     // dropped unread, and fds 0/1 closed, before TLS starts.
+//!     drop(input);
+//!     drop(output);
+//!     let mut tls = ucspi.start_tls_with_info()?;
+//!     let sni = tls.get("SSL_TLS_SNI_SERVERNAME").unwrap_or("(none)").to_owned();
+//!     writeln!(tls.writer, "250 TLS is up, you asked for {sni}\r")?;
+//!     let mut reader = BufReader::new(&tls.reader);
+//!     line.clear();
+//!     reader.read_line(&mut line)?;
+//!     write!(tls.writer, "250 {line}")?;
+//!     Ok(())
+//! }
 //! ```
 
 use crate::info::{self, Entry};
