@@ -216,7 +216,26 @@ fn empty_garbage_or_truncated_files_are_96() {
     for bad_cert in [&empty, &garbage, &text, &half_cert, &cut_der, &key_as_cert] {
         let exit = configured(&[], &[("CERTFILE", bad_cert), ("KEYFILE", &key)]);
         exit.assert_fatal(96, &format!("CERTFILE {}: ", bad_cert.display()));
+        assert_plain_words(&exit.stderr);
     }
+    configured(&[], &[("CERTFILE", &half_cert), ("KEYFILE", &key)]).assert_fatal(
+        96,
+        &format!(
+            "CERTFILE {}: PEM block CERTIFICATE has no END line\n",
+            half_cert.display()
+        ),
+    );
+    let bad_base64 = dir.write(
+        "base64.crt",
+        "-----BEGIN CERTIFICATE-----\nZm9v!!\n-----END CERTIFICATE-----\n",
+    );
+    configured(&[], &[("CERTFILE", &bad_base64), ("KEYFILE", &key)]).assert_fatal(
+        96,
+        &format!(
+            "CERTFILE {}: invalid base64 in PEM block\n",
+            bad_base64.display()
+        ),
+    );
     for bad_key in [
         &empty,
         &garbage,
@@ -227,7 +246,26 @@ fn empty_garbage_or_truncated_files_are_96() {
     ] {
         let exit = configured(&[], &[("CERTFILE", &cert), ("KEYFILE", bad_key)]);
         exit.assert_fatal(96, &format!("KEYFILE {}: ", bad_key.display()));
+        assert_plain_words(&exit.stderr);
     }
+}
+
+/// A message in words: no Rust debug form of a library error (a
+/// CamelCase variant name, a list of byte values).
+fn assert_plain_words(message: &str) {
+    let camel = message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| {
+            w.as_bytes()
+                .windows(2)
+                .any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase())
+        });
+    assert!(!camel && !message.contains("(["), "{message:?}");
+    let bytes_list = message
+        .split('[')
+        .skip(1)
+        .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    assert!(!bytes_list, "{message:?}");
 }
 
 #[test]
@@ -349,8 +387,14 @@ fn rsa_key_under_2048_bits_is_96() {
         "-out",
         cert.to_str().unwrap(),
     ]);
-    configured(&[], &[("CERTFILE", &cert), ("KEYFILE", &key)])
-        .assert_fatal(96, &format!("KEYFILE {}: ", key.display()));
+    configured(&[], &[("CERTFILE", &cert), ("KEYFILE", &key)]).assert_fatal(
+        96,
+        &format!(
+            "KEYFILE {}: unusable private key: not an RSA key of 2048 bits or more, \
+             nor an ECDSA P-256, P-384 or P-521 key, nor an Ed25519 key\n",
+            key.display()
+        ),
+    );
 }
 
 #[test]

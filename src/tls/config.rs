@@ -5,6 +5,7 @@
 use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
+use crate::tls::errors::describe;
 use crate::tls::pki;
 use crate::tls::sni::{self, Selector};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
@@ -72,7 +73,7 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
         .map_err(|e| {
             Fatal::new(
                 crate::cli::error::EXIT_SETUP,
-                format!("unable to set up TLS: {e}"),
+                format!("unable to set up TLS: {}", describe(&e)),
             )
         })?;
     let builder = match opts.client_cert {

@@ -5,6 +5,8 @@
 //! so that a supervision log says what is wrong in words, for the server
 //! programs and the client programs alike.
 
+use crate::cli::error::describe_io;
+use rustls::pki_types::pem::Error as PemError;
 use rustls::pki_types::UnixTime;
 use rustls::{
     AlertDescription, CertificateError, Error, ExtendedKeyPurpose, InconsistentKeys,
@@ -47,6 +49,25 @@ pub fn describe(err: &Error) -> String {
         }
         Error::Other(other) => other_error(other),
         other => words(&other.to_string(), ' '),
+    }
+}
+
+/// What is wrong with a PEM file, for the reader who opens it in an
+/// editor (the library shows the END label as a list of bytes).
+pub fn pem(err: &PemError) -> String {
+    match err {
+        PemError::MissingSectionEnd { end_marker } => format!(
+            "PEM block {} has no END line",
+            String::from_utf8_lossy(end_marker)
+        ),
+        PemError::IllegalSectionStart { line } => {
+            format!("bad PEM BEGIN line: {}", String::from_utf8_lossy(line))
+        }
+        PemError::Base64Decode(_) => "invalid base64 in PEM block".into(),
+        PemError::Io(e) => describe_io(e),
+        PemError::NoItemsFound => "no PEM block found".into(),
+        PemError::SectionTooLarge => "PEM block larger than 256 MB".into(),
+        other => other.to_string(),
     }
 }
 
@@ -350,6 +371,20 @@ mod tests {
         assert_eq!(
             describe(&Error::InconsistentKeys(InconsistentKeys::KeyMismatch)),
             "the private key is not the key of the certificate"
+        );
+    }
+
+    #[test]
+    fn pem_errors() {
+        assert_eq!(
+            pem(&PemError::MissingSectionEnd {
+                end_marker: b"CERTIFICATE".to_vec()
+            }),
+            "PEM block CERTIFICATE has no END line"
+        );
+        assert_eq!(
+            pem(&PemError::Base64Decode("InvalidCharacter(33)".into())),
+            "invalid base64 in PEM block"
         );
     }
 

@@ -5,7 +5,7 @@
 
 use crate::cli::error::{describe_io, Fatal};
 use crate::cli::log::Log;
-use crate::tls::errors::describe;
+use crate::tls::errors::{self, describe};
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{
@@ -37,7 +37,7 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
 }
 
 fn pem_sections(bytes: &[u8]) -> impl Iterator<Item = Result<(SectionKind, Vec<u8>), String>> + '_ {
-    <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes).map(|r| r.map_err(|e| e.to_string()))
+    <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes).map(|r| r.map_err(|e| errors::pem(&e)))
 }
 
 /// Parses a certificate chain: every CERTIFICATE in a PEM file, leaf
@@ -184,7 +184,12 @@ impl Drop for Base64 {
 }
 
 fn signing_key(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn rustls::sign::SigningKey>, String> {
-    any_supported_type(key).map_err(|e| format!("unusable private key: {e}"))
+    // The provider's only complaint is that it found no key it can use.
+    any_supported_type(key).map_err(|_| {
+        "unusable private key: not an RSA key of 2048 bits or more, nor an ECDSA \
+         P-256, P-384 or P-521 key, nor an Ed25519 key"
+            .to_owned()
+    })
 }
 
 /// Loads a certificate chain and its key, and checks that they belong

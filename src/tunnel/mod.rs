@@ -131,7 +131,10 @@ impl Tunnel {
         let mut conn = ServerConnection::new(config).map_err(|e| {
             Fatal::new(
                 crate::cli::error::EXIT_SETUP,
-                format!("unable to create TLS connection: {e}"),
+                format!(
+                    "unable to create TLS connection: {}",
+                    crate::tls::errors::describe(&e)
+                ),
             )
         })?;
         // We bound both buffers ourselves: the application is read only
