@@ -1065,6 +1065,33 @@ fn openssl_key_update() {
     assert!(openssl.wait_within(DEADLINE).success());
 }
 
+/// What the README says of `-s`: OpenSSL 3 answers our half-close (no
+/// close_notify) with a fatal decode_error alert, which the engine, still
+/// reading the client for the application, logs as the reason of its 98;
+/// with `-S` the client gets its close_notify and all ends cleanly.
+#[test]
+fn openssl_answers_a_half_close_with_decode_error_and_s_upper_ends_cleanly() {
+    for flag in ["-s", "-S"] {
+        let dir = TempDir::new("decodeerror");
+        let ca = dir.write("ca.pem", pki().ca.cert_pem());
+        let (mut engine, mut openssl, stdin, stdout, _stderr) =
+            s_client(&ca, standard(&dir, &[flag]), "-tls1_3");
+        engine.app_write(b"hello\n").unwrap();
+        assert_eq!(read_until(&stdout, "hello\n"), "hello\n");
+        // The application ends its output and goes on reading.
+        engine.close_app_in();
+        assert_eq!(engine.app_read_to_eof(), b"", "{flag}");
+        let exit = engine.wait();
+        drop(stdin);
+        openssl.wait_within(DEADLINE);
+        if flag == "-S" {
+            exit.assert_clean(0);
+        } else {
+            exit.assert_fatal(98, "TLS error: the peer sent the alert decode_error\n");
+        }
+    }
+}
+
 /// TLS 1.2 renegotiation requested by OpenSSL (`R`) is refused: OpenSSL
 /// gives up with a fatal alert, which ends the engine with 98.
 #[test]
