@@ -594,6 +594,9 @@ fn sni_level_selects_the_named_certificate_which_prog_never_sees() {
         (&["-k", "1"], "A.Example", &pki().server_rsa),
         (&["-k1"], "localhost", &pki().server_p256),
         (&[], "a.example", &pki().server_p256),
+        // Every level above 2 is 2: the named pairs only.
+        (&["-k3"], "a.example", &pki().server_rsa),
+        (&["--sni-level=42"], "a.example", &pki().server_rsa),
     ] {
         let (client, _) = echo_session(opts, &setup, name, |c| c.close_notify().unwrap());
         assert!(
