@@ -560,6 +560,26 @@ fn x509_v1_server_certificate_is_served_with_a_warning() {
     }
 }
 
+/// A CA certificate as our own is served (we verify nothing of our own
+/// certificate); a verifying rustls client refuses it, and the engine's
+/// line says the client refused our certificate, in words.
+#[test]
+fn ca_certificate_as_our_own_is_refused_by_the_client_in_words() {
+    let dir = TempDir::new("caasown");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let (cert, key) = pki()
+        .ca
+        .issue(params, KeyKind::EcdsaP256)
+        .write(&dir, "ca-leaf");
+    expect_handshake_failure(
+        Spawn::new(["3", "4"]).app(3, 4).cert(&cert, &key),
+        &ClientSetup::new(),
+        "localhost",
+        "the peer sent the alert certificate_unknown: it refused our certificate\n",
+    );
+}
+
 /// An expired or not yet valid certificate is served as it is, with a
 /// warning line at start that says when it was or will be valid.
 #[test]
