@@ -9,7 +9,7 @@
 //! s6-ucspitlsc. Three environment variables name three more
 //! descriptors: `SSLCTLFD` (a control socket), `SSLREADFD` and
 //! `SSLWRITEFD` (the cleartext ends of the tunnel, used once TLS is up).
-//! [`Ucspi::from_env`] takes them. When the peer asks for TLS (SMTP's
+//! [`Ucspi::from_env`] takes them, once. When the peer asks for TLS (SMTP's
 //! `STARTTLS`), the program answers it in cleartext, then calls
 //! [`Ucspi::start_tls`] (command `y`) or [`Ucspi::start_tls_with_info`]
 //! (command `Y`); a helper process does the handshake on the connection
