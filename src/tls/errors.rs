@@ -374,6 +374,34 @@ mod tests {
         );
     }
 
+    /// Every alert number gives a lowercase RFC-style name (or its
+    /// number), never a Rust name.
+    #[test]
+    fn every_alert_in_words() {
+        for n in 0..=255u8 {
+            let text = received_alert(AlertDescription::from(n));
+            let name = text
+                .strip_prefix("the peer sent the ")
+                .and_then(|t| t.split(':').next())
+                .unwrap();
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'_'
+                    || b == b' '),
+                "{n}: {text}"
+            );
+        }
+        assert_eq!(
+            received_alert(AlertDescription::from(0x70)),
+            "the peer sent the alert unrecognized_name"
+        );
+        assert_eq!(
+            received_alert(AlertDescription::from(200)),
+            "the peer sent the unknown alert 200"
+        );
+    }
+
     #[test]
     fn pem_errors() {
         assert_eq!(
