@@ -1,8 +1,8 @@
 //! Command-line parsing with the skalibs conventions (doc/s6-tlsd-io.md,
-//! "Options"): bundled
-//! short flags (`-Sy`), attached or separate values (`-v2`, `-v 2`),
-//! `--name` and `--name=value` (or `--name value`) long forms, and parsing
-//! that stops at `--` or at the first word not starting with `-`.
+//! "Options"): bundled short flags (`-Sy`), attached or separate values
+//! (`-v2`, `-v 2`), `--name` and `--name=value` (or `--name value`) long
+//! forms, parsing that stops at `--` or at the first word not starting
+//! with `-`, and usage errors that name what is wrong.
 
 use crate::cli::error::Fatal;
 use std::ffi::OsString;
