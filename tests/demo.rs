@@ -176,6 +176,12 @@ fn swaks(kind: Kind) {
     .map(|s| s.to_string())
     .collect();
     let run = run_client("swaks", &args, b"", &dir, "swaks");
+    assert!(
+        !format!("{}{}", run.stdout, run.stderr).contains("requires Net::SSLeay"),
+        "swaks cannot do TLS: install the Debian package libnet-ssleay-perl\n{}{}",
+        run.stdout,
+        run.stderr
+    );
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let transcript = &run.stdout;
     assert_contains(&run, transcript, "=== TLS started with cipher TLSv1.3:");
