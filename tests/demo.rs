@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use superserver::{read_line, read_reply, Group, Kind, SuperServer, DEMO, UCSPITLSD};
+use superserver::{demo_exe, read_line, read_reply, Group, Kind, SuperServer, UCSPITLSD};
 
 /// The demo behind `kind`, with the standard server certificate, as the
 /// README runs it (`s6-ucspitlsd -v2 -- ucspitls-demo`).
@@ -32,7 +32,7 @@ fn demo_with(kind: Kind, opts: &[&str], dir: &TempDir) -> (SuperServer, PathBuf)
     ];
     let mut cmd = vec![UCSPITLSD, "-v2"];
     cmd.extend(opts);
-    cmd.extend(["--", DEMO]);
+    cmd.extend(["--", demo_exe()]);
     let server = SuperServer::start(kind, &cmd, &env, dir);
     (server, ca)
 }
@@ -393,7 +393,7 @@ fn overlong_body_line_does_not_end_the_message() {
 #[test]
 fn starttls_without_ucspitlsd_is_refused_and_the_session_goes_on() {
     let dir = TempDir::new("demo-plain");
-    let server = SuperServer::start(Kind::Tcpserver, &[DEMO], &[], &dir);
+    let server = SuperServer::start(Kind::Tcpserver, &[demo_exe()], &[], &dir);
     let mut sock = server.connect();
     read_reply(&mut sock);
     superserver::write_all(&mut sock, b"STARTTLS\r\nNOOP still-here\r\nQUIT\r\n");

@@ -26,7 +26,7 @@ fn concurrent_200_sessions_with_traffic_both_ways() {
     const N: usize = 200;
     const PAYLOAD: u64 = 256 * 1024 + 17;
     let server = Server::start_spec(&ServerSpec {
-        prog: &[FAULTAPP, "echo"],
+        prog: &[faultapp_exe(), "echo"],
         concurrency: 250,
         ..Default::default()
     });
@@ -112,7 +112,7 @@ fn concurrent_200_sessions_with_traffic_both_ways() {
 }
 
 fn sequential_sessions(n: usize) {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let own_fds = fd_count(std::process::id() as i32);
     let started = Instant::now();
@@ -186,7 +186,7 @@ fn sequential_20000_sessions_long() {
 /// One echo session moving `total` bytes each way; samples s6-tlsd-io's
 /// VmRSS once 16 MiB came back, then up to the end.
 fn bulk_echo(total: u64, timeout: Duration) -> (u64, u64, u64, Duration) {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let mut early = None;

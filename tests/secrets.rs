@@ -74,7 +74,7 @@ fn start(opts: &[&str], env: &[(&'static str, String)]) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
     Server::start_spec(&ServerSpec {
         ucspitlsd: opts,
-        prog: &[FAULTAPP, "echo"],
+        prog: &[faultapp_exe(), "echo"],
         env: &env,
         ..Default::default()
     })

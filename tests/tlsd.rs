@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::Duration;
 use superserver::{
-    direct, env_with, tls_env, Dump, Group, Kind, SuperServer, TESTAPP, TLSD, TLS_VARIABLES,
+    direct, env_with, testapp_exe, tls_env, Dump, Group, Kind, SuperServer, TLSD, TLS_VARIABLES,
 };
 
 /// Stale values that must not survive into prog's environment when the
@@ -60,7 +60,12 @@ fn env_value<'a>(dump: &'a Dump, name: &str) -> Option<&'a str> {
 fn tcpserver_prog_environment_after_the_handshake() {
     let dir = TempDir::new("tlsd-env");
     let env = env_with(&dir, STALE);
-    let server = SuperServer::start(Kind::Tcpserver, &[TLSD, "--", TESTAPP, "dump"], &env, &dir);
+    let server = SuperServer::start(
+        Kind::Tcpserver,
+        &[TLSD, "--", testapp_exe(), "dump"],
+        &env,
+        &dir,
+    );
     let setup = ClientSetup::new()
         .versions(Versions::Tls13)
         .suites(&[cipher_suite::TLS13_AES_128_GCM_SHA256]);
@@ -110,7 +115,7 @@ fn dump_direct(
     let dir = TempDir::new("tlsd-dump");
     let env = env_with(&dir, extra);
     let mut args = opts.to_vec();
-    args.extend(["--", TESTAPP, "dump"]);
+    args.extend(["--", testapp_exe(), "dump"]);
     let (mut server, sock) = direct(TLSD, &args, &env, &dir);
     let mut client = TlsClient::new(sock, setup, server_name);
     client
@@ -229,7 +234,7 @@ fn failing(
     let marker = dir.path().join("prog-ran");
     let marker_arg = marker.to_string_lossy().into_owned();
     let mut args = opts.to_vec();
-    args.extend(["--", TESTAPP, "dump", &marker_arg]);
+    args.extend(["--", testapp_exe(), "dump", &marker_arg]);
     let env = env(&dir);
     let (mut server, sock): (Group, _) = direct(TLSD, &args, &env, &dir);
     client(sock);
@@ -297,10 +302,10 @@ fn usage_errors_exit_100_before_anything_runs() {
     for args in [
         &[][..],
         &["-S"],
-        &["-x", TESTAPP, "dump"],
-        &["-v", "two", TESTAPP, "dump"],
-        &["-d", "3", TESTAPP, "dump"],
-        &["--sni-level", TESTAPP, "dump"],
+        &["-x", testapp_exe(), "dump"],
+        &["-v", "two", testapp_exe(), "dump"],
+        &["-d", "3", testapp_exe(), "dump"],
+        &["--sni-level", testapp_exe(), "dump"],
     ] {
         let dir = TempDir::new("tlsd-usage");
         let (mut server, mut sock) = direct(TLSD, args, &tls_env(&dir), &dir);

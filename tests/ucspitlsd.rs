@@ -17,14 +17,14 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::{Duration, Instant};
 use superserver::{
-    direct, env_with, read_line, read_to_eof, tls_env, Dump, Group, Kind, SuperServer, Trailer,
-    TESTAPP, TLS_VARIABLES, UCSPITLSD,
+    direct, env_with, read_line, read_to_eof, testapp_exe, tls_env, Dump, Group, Kind, SuperServer,
+    Trailer, TLS_VARIABLES, UCSPITLSD,
 };
 
 /// `s6-ucspitlsd OPTS -- s6-tls-testapp APP...` on a fresh connection.
 fn ucspitlsd(dir: &TempDir, opts: &[&str], app: &[&str]) -> (Group, std::net::TcpStream) {
     let mut args = opts.to_vec();
-    args.extend(["--", TESTAPP]);
+    args.extend(["--", testapp_exe()]);
     args.extend(app);
     direct(UCSPITLSD, &args, &tls_env(dir), dir)
 }
@@ -164,7 +164,7 @@ fn dump_under(kind: Kind, opts: &[&str]) -> (Dump, Vec<(String, String)>) {
     let env = env_with(&dir, &[("KEEPME", "yes")]);
     let mut cmd = vec![UCSPITLSD];
     cmd.extend(opts);
-    cmd.extend(["--", TESTAPP, "dump"]);
+    cmd.extend(["--", testapp_exe(), "dump"]);
     let server = SuperServer::start(kind, &cmd, &env, &dir);
     let mut sock = server.connect();
     let text = read_to_eof(&mut sock);
@@ -232,7 +232,7 @@ fn options_after_prog_belong_to_prog() {
     let dir = TempDir::new("ucspi-argv");
     let (mut server, mut sock) = direct(
         UCSPITLSD,
-        &["-v2", TESTAPP, "dump", "-", "-Z", "--", "-S"],
+        &["-v2", testapp_exe(), "dump", "-", "-Z", "--", "-S"],
         &tls_env(&dir),
         &dir,
     );
@@ -634,12 +634,12 @@ fn usage_errors_exit_100_before_anything_runs() {
     for args in [
         &[][..],
         &["-v2"],
-        &["-x", TESTAPP, "dump"],
-        &["-v", "two", TESTAPP, "dump"],
-        &["-K", "-1", TESTAPP, "dump"],
-        &["--nope", TESTAPP, "dump"],
-        &["--keep=1", TESTAPP, "dump"],
-        &["-d", "3", TESTAPP, "dump"],
+        &["-x", testapp_exe(), "dump"],
+        &["-v", "two", testapp_exe(), "dump"],
+        &["-K", "-1", testapp_exe(), "dump"],
+        &["--nope", testapp_exe(), "dump"],
+        &["--keep=1", testapp_exe(), "dump"],
+        &["-d", "3", testapp_exe(), "dump"],
     ] {
         let dir = TempDir::new("ucspi-usage");
         let (mut server, mut sock) = direct(UCSPITLSD, args, &tls_env(&dir), &dir);
@@ -707,7 +707,7 @@ fn the_library_says_clearly_what_is_missing_and_closes_nothing() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut cmd = std::process::Command::new(TESTAPP);
+        let mut cmd = std::process::Command::new(testapp_exe());
         cmd.args(["hash", "0", "0"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());

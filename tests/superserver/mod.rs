@@ -24,8 +24,11 @@ use std::time::{Duration, Instant};
 
 pub const UCSPITLSD: &str = env!("CARGO_BIN_EXE_s6-ucspitlsd");
 pub const TLSD: &str = env!("CARGO_BIN_EXE_s6-tlsd");
-pub const TESTAPP: &str = env!("CARGO_BIN_EXE_s6-tls-testapp");
-pub const DEMO: &str = env!("CARGO_BIN_EXE_ucspitls-demo");
+
+#[path = "../support/examples.rs"]
+mod examples;
+#[allow(unused_imports)]
+pub use examples::{demo_exe, testapp_exe};
 
 /// How long a super-server may take to start listening.
 const READY: Duration = Duration::from_secs(10);
