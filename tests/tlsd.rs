@@ -321,17 +321,28 @@ fn usage_errors_exit_100_before_anything_runs() {
     }
 }
 
+/// prog not found: 127; found but not executable: 126 (skalibs' codes).
 #[test]
-fn prog_that_cannot_be_executed_exits_111_after_the_handshake() {
+fn prog_that_cannot_be_executed_exits_127_or_126_after_the_handshake() {
     let dir = TempDir::new("tlsd-noexec");
-    let (mut server, sock) = direct(TLSD, &["--", "/nonexistent/prog"], &tls_env(&dir), &dir);
-    let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
-    client.handshake().unwrap();
-    let (data, _) = client.recv_to_end();
-    assert_eq!(data, b"");
-    assert_eq!(server.exit_code(), 111);
-    assert_eq!(
-        server.stderr(),
-        "s6-tlsd: fatal: unable to exec /nonexistent/prog: No such file or directory\n"
-    );
+    let plain = dir
+        .write("not-executable", "#!/bin/sh\n")
+        .to_string_lossy()
+        .into_owned();
+    for (prog, code, why) in [
+        ("/nonexistent/prog", 127, "No such file or directory"),
+        ("s6-tls-not-in-path", 127, "No such file or directory"),
+        (plain.as_str(), 126, "Permission denied"),
+    ] {
+        let (mut server, sock) = direct(TLSD, &["--", prog], &tls_env(&dir), &dir);
+        let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
+        client.handshake().unwrap();
+        let (data, _) = client.recv_to_end();
+        assert_eq!(data, b"", "{prog}");
+        assert_eq!(server.exit_code(), code, "{prog}");
+        assert_eq!(
+            server.stderr(),
+            format!("s6-tlsd: fatal: unable to exec {prog}: {why}\n")
+        );
+    }
 }

@@ -653,21 +653,27 @@ fn usage_errors_exit_100_before_anything_runs() {
     }
 }
 
+/// prog not found: 127; found but not executable: 126 (skalibs' codes).
 #[test]
-fn prog_that_cannot_be_executed_exits_111_and_the_helper_goes_quietly() {
+fn prog_that_cannot_be_executed_exits_127_or_126_and_the_helper_goes_quietly() {
     let dir = TempDir::new("ucspi-noexec");
-    let (mut server, mut sock) = direct(
-        UCSPITLSD,
-        &["--", "/nonexistent/prog"],
-        &tls_env(&dir),
-        &dir,
-    );
-    assert_eq!(read_to_eof(&mut sock), b"", "the connection closes");
-    assert_eq!(server.exit_code(), 111);
-    assert_eq!(
-        server.stderr(),
-        "s6-ucspitlsd: fatal: unable to exec /nonexistent/prog: No such file or directory\n"
-    );
+    let plain = dir
+        .write("not-executable", "#!/bin/sh\n")
+        .to_string_lossy()
+        .into_owned();
+    for (prog, code, why) in [
+        ("/nonexistent/prog", 127, "No such file or directory"),
+        ("s6-tls-not-in-path", 127, "No such file or directory"),
+        (plain.as_str(), 126, "Permission denied"),
+    ] {
+        let (mut server, mut sock) = direct(UCSPITLSD, &["--", prog], &tls_env(&dir), &dir);
+        assert_eq!(read_to_eof(&mut sock), b"", "{prog}: the connection closes");
+        assert_eq!(server.exit_code(), code, "{prog}");
+        assert_eq!(
+            server.stderr(),
+            format!("s6-ucspitlsd: fatal: unable to exec {prog}: {why}\n")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------

@@ -5,8 +5,9 @@
 pub mod fds;
 pub mod privs;
 
-use crate::cli::error::Fatal;
+use crate::cli::error::{Fatal, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use crate::cli::opts::{engine_args, Options};
+use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -134,10 +135,17 @@ pub fn exec_prog(argv: &[OsString], env: &[(OsString, OsString)]) -> Result<Infa
         let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
     }
     let err = execvpe(&args[0], &args, &envp).unwrap_err();
-    Err(Fatal::sys(
-        format!("exec {}", argv[0].to_string_lossy()),
-        err,
-    ))
+    // skalibs' convention, which supervision logs are read with: 127 when
+    // prog is not found, 126 when it is there but cannot be executed.
+    let code = if err == Errno::ENOENT {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_EXEC
+    };
+    Err(Fatal {
+        code,
+        ..Fatal::sys(format!("exec {}", argv[0].to_string_lossy()), err)
+    })
 }
 
 /// Where s6-tlsd-io is: next to the running executable, else `None` (PATH).
