@@ -252,7 +252,31 @@ fn garbage_instead_of_a_client_hello_exits_98_without_prog() {
     });
     assert_eq!(code, 98, "{stderr:?}");
     assert!(
-        stderr.contains("s6-tlsd-io: fatal: TLS handshake failed"),
+        stderr.starts_with("s6-tlsd-io: fatal: TLS handshake failed"),
+        "{stderr:?}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one failure, one line: {stderr:?}"
+    );
+}
+
+/// At -v2 s6-tlsd says what it saw, as information, never as a second
+/// fatal line.
+#[test]
+fn a_failed_handshake_at_v2_has_one_fatal_line_and_an_info_line() {
+    let (code, stderr) = failing(&["-v2"], tls_env, |mut sock| {
+        superserver::write_all(&mut sock, b"GET / HTTP/1.0\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = sock.read_to_end(&mut rest);
+    });
+    assert_eq!(code, 98, "{stderr:?}");
+    let fatal: Vec<&str> = stderr.lines().filter(|l| l.contains(": fatal: ")).collect();
+    assert_eq!(fatal.len(), 1, "{stderr:?}");
+    assert!(fatal[0].starts_with("s6-tlsd-io: fatal: "), "{stderr:?}");
+    assert!(
+        stderr.contains("s6-tlsd: info: s6-tlsd-io exited 98 before the handshake completed\n"),
         "{stderr:?}"
     );
 }
@@ -292,6 +316,11 @@ fn configuration_error_exits_with_the_engine_code_without_prog() {
     );
     assert_eq!(code, 96, "{stderr:?}");
     assert!(stderr.starts_with("s6-tlsd-io: fatal: "), "{stderr:?}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one failure, one line: {stderr:?}"
+    );
 }
 
 // ---------------------------------------------------------------------

@@ -48,6 +48,12 @@ impl Fatal {
         }
     }
 
+    /// Exit with `code` without a message: another process (the engine)
+    /// has already said why, and one failure gets one line.
+    pub fn already_reported(code: u8) -> Self {
+        Self::new(code, String::new())
+    }
+
     /// Exit 100 for a missing or invalid environment variable or argument.
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(EXIT_USAGE, message)

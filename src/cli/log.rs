@@ -28,6 +28,9 @@ impl Log {
     /// The last words of a program that fails: the usage line as skalibs
     /// prints it (`PROGNAME: usage: ...`), anything else as fatal.
     pub fn exit_message(&self, err: &crate::cli::error::Fatal) {
+        if err.message.is_empty() {
+            return;
+        }
         if err.is_usage_line {
             self.write_line(&err.message);
         } else {
