@@ -612,6 +612,21 @@ impl SniSetup {
         spawn: Spawn,
         name: &str,
     ) -> (rustls::pki_types::CertificateDer<'static>, Option<String>) {
+        let (leaf, sni, exit) = self.presented_and_exit(spawn, name);
+        exit.assert_clean(0);
+        (leaf, sni)
+    }
+
+    /// [`SniSetup::presented`], and how the engine ended.
+    fn presented_and_exit(
+        &self,
+        spawn: Spawn,
+        name: &str,
+    ) -> (
+        rustls::pki_types::CertificateDer<'static>,
+        Option<String>,
+        Exit,
+    ) {
         let setup = ClientSetup::new().trust(Trust::Any);
         let mut s = session(spawn, &setup, name);
         let info = s.engine.read_notification();
@@ -619,9 +634,46 @@ impl SniSetup {
         s.client.close_notify().unwrap();
         assert_eq!(s.engine.app_read_to_eof(), b"");
         s.engine.close_app_in();
-        s.engine.wait().assert_clean(0);
-        (leaf, entry(&info, "SSL_TLS_SNI_SERVERNAME"))
+        let exit = s.engine.wait();
+        (leaf, entry(&info, "SSL_TLS_SNI_SERVERNAME"), exit)
     }
+}
+
+/// A `*.tld` pair (which s6-networking never matches) is skipped with a
+/// warning at -v1 and up: every name still gets its pair or the default.
+#[test]
+fn sni_bare_tld_wildcard_pair_is_skipped() {
+    let t = SniSetup::new();
+    let tld = pki().ca.server(&["a.test"], KeyKind::EcdsaP256);
+    let (tc, tk) = tld.write(&t.dir, "tld");
+    let spawn = |verbosity: &str| {
+        t.spawn(&["-k1", verbosity], true)
+            .env("CERTFILE:*.test", &tc)
+            .env("KEYFILE:*.test", &tk)
+    };
+    let warning = "s6-tlsd-io: warning: KEYFILE:*.test: a wildcard over a top-level domain never matches: pair skipped\n";
+    for (name, expected) in [
+        ("a.test", &t.default),
+        ("mail.example.org", &t.mail),
+        ("a.wild.example.org", &t.wild),
+        ("127.0.0.1", &t.default),
+    ] {
+        let (leaf, _, exit) = t.presented_and_exit(spawn("-v1"), name);
+        assert_eq!(leaf, expected.cert, "{name}");
+        assert_eq!(exit.code, Some(0), "{name}: {:?}", exit.stderr);
+        assert_eq!(exit.stderr, warning, "{name}");
+    }
+    let (leaf, _, exit) = t.presented_and_exit(spawn("-v0"), "a.test");
+    assert_eq!(leaf, t.default.cert);
+    exit.assert_clean(0);
+    // -k2: only the named pairs, and a.test has none.
+    let k2 = t
+        .spawn(&["-k2"], false)
+        .env("CERTFILE:*.test", &tc)
+        .env("KEYFILE:*.test", &tk);
+    let (leaf, _, exit) = t.presented_and_exit(k2, "mail.example.org");
+    assert_eq!(leaf, t.mail.cert);
+    assert_eq!(exit.stderr, warning);
 }
 
 #[test]

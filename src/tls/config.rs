@@ -3,6 +3,7 @@
 //! versions, client certificate policy, no session resumption.
 
 use crate::cli::error::Fatal;
+use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::pki;
 use crate::tls::sni::{self, Selector};
@@ -18,7 +19,7 @@ fn env_path(name: &str) -> Option<OsString> {
 
 /// Loads every key, certificate and trust anchor the options call for and
 /// returns the finished configuration.
-pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
+pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fatal> {
     let plain = if opts.sni_level >= 2 {
         None
     } else {
@@ -32,7 +33,13 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
         }
     };
     let named = if opts.sni_level >= 1 {
-        sni::scan_env(std::env::vars_os())?
+        let scan = sni::scan_env(std::env::vars_os())?;
+        for var in &scan.skipped {
+            log.warn(&format!(
+                "{var}: a wildcard over a top-level domain never matches: pair skipped"
+            ));
+        }
+        scan.pairs
     } else {
         Vec::new()
     };
