@@ -283,35 +283,60 @@ impl SuperServer {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
+}
+
+/// The inodes (as `socket:[N]`, the target of a /proc/PID/fd link) of the
+/// TCP sockets bound to 127.0.0.1:`port`: the listening one when `peer`
+/// is `None`, else the connected one whose peer is 127.0.0.1:`peer`.
+pub fn tcp_sockets(port: u16, peer: Option<u16>) -> Vec<String> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return Vec::new();
+    };
+    let local = format!("0100007F:{port:04X}");
+    let (remote, state) = match peer {
+        None => ("00000000:0000".to_owned(), "0A"),
+        Some(p) => (format!("0100007F:{p:04X}"), "01"),
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[2] == remote && f[3] == state)
+                .then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect()
+}
+
+/// Whether process `pid` has a descriptor on one of `sockets`.
+fn holds(pid: u32, sockets: &[String]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|target| sockets.iter().any(|i| target.as_os_str() == i.as_str()))
+}
+
+/// Every process holding one of `sockets`.
+pub fn holders(sockets: &[String]) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| holds(pid, sockets))
+        .collect()
 }
 
 /// Whether process `pid` holds a socket listening on 127.0.0.1:`port`
 /// (read from /proc, without connecting: a probe connection would run
 /// the served program once).
 fn listens(pid: u32, port: u16) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    let local = format!("0100007F:{port:04X}");
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
-        })
-        .collect();
-    if inodes.is_empty() {
-        return false;
-    }
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    let sockets = tcp_sockets(port, None);
+    !sockets.is_empty() && holds(pid, &sockets)
 }
 
 /// The TLS configuration of a server: CERTFILE/KEYFILE (the standard
