@@ -75,9 +75,14 @@ fn descriptors_that_are_not_numbers_are_100() {
             &["-d", "5", "3", "3"],
             "fdr, fdw and notif must be distinct",
         ),
-        (&["0", "4"], "fdr, fdw and notif must be distinct"),
+        (&["0", "4"], "fdr must be 3 or more"),
+        (&["3", "1"], "fdw must be 3 or more"),
+        (&["2", "4"], "fdr must be 3 or more"),
+        (&["3", "2"], "fdw must be 3 or more"),
+        (&["-d", "1", "3", "4"], "notif must be 3 or more"),
+        (&["-d2", "3", "4"], "notif must be 3 or more"),
         (
-            &["-d", "1", "3", "4"],
+            &["-d", "4", "3", "4"],
             "fdr, fdw and notif must be distinct",
         ),
     ] {
