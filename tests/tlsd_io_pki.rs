@@ -18,6 +18,13 @@ const BOTH: [Versions; 2] = [Versions::Tls13, Versions::Tls12];
 /// Runs a session to its clean end (data both ways, close_notify, the
 /// app's EOF) and returns the information string from fd 5.
 fn info_of(spawn: Spawn, setup: &ClientSetup, server_name: &str) -> Vec<u8> {
+    let (info, exit) = info_and_exit(spawn, setup, server_name);
+    exit.assert_clean(0);
+    info
+}
+
+/// [`info_of`], and how the engine ended.
+fn info_and_exit(spawn: Spawn, setup: &ClientSetup, server_name: &str) -> (Vec<u8>, Exit) {
     let mut s = session(spawn, setup, server_name);
     let info = s.engine.read_notification();
     s.client.send(b"ping").unwrap();
@@ -27,8 +34,7 @@ fn info_of(spawn: Spawn, setup: &ClientSetup, server_name: &str) -> Vec<u8> {
     s.client.close_notify().unwrap();
     assert_eq!(s.engine.app_read_to_eof(), b"");
     s.engine.close_app_in();
-    s.engine.wait().assert_clean(0);
-    info
+    (info, s.engine.wait())
 }
 
 /// The value of one entry of an information string.
@@ -175,6 +181,33 @@ fn subject_formats_and_escaping() {
             Some(format!("SHA256:{}", leaf.sha256()))
         );
     }
+}
+
+/// A subject is the peer's text: at -v2 its controls are escaped in the
+/// log, so a CA-issued certificate cannot forge a line (or a terminal
+/// sequence) there, while the information string keeps its bytes.
+#[test]
+fn a_logged_subject_cannot_forge_a_line() {
+    let cn = "evil\ns6-tlsd-io: fatal: forged\r\u{1b}[2K\u{202e}";
+    let leaf = pki()
+        .ca
+        .client(&[(DnType::CommonName, cn)], KeyKind::EcdsaP256);
+    let dir = TempDir::new("log-injection");
+    let (info, exit) = info_and_exit(
+        with_ca(&dir, &["-y", "-v2"]),
+        &ClientSetup::new().identity(&leaf),
+        "localhost",
+    );
+    let subject = entry(&info, "SSL_PEER_CERT_SUBJECT").expect("a subject");
+    assert_eq!(subject, format!("CN={}", cn.replace('\n', "\\\n")));
+    assert_eq!(exit.code, Some(0), "{:?}", exit.stderr);
+    assert_eq!(exit.stderr.lines().count(), 1, "{:?}", exit.stderr);
+    assert!(
+        exit.stderr
+            .ends_with(" client=CN=evil\\\\x0as6-tlsd-io: fatal: forged\\x0d\\x1b[2K\\u{202e}\n"),
+        "{:?}",
+        exit.stderr
+    );
 }
 
 // ---------------------------------------------------------------------
