@@ -553,6 +553,37 @@ fn privilege_drop() {
     assert_eq!(s.engine.app_read_to_eof(), b"");
     s.engine.wait().assert_clean(0);
 
+    // Half a drop (one of the two ids) is done as asked, with a warning.
+    for (var, uid, gid, warning) in [
+        (
+            "TLS_GID",
+            "0\t0\t0\t0",
+            "65534\t65534\t65534\t65534",
+            "s6-tlsd-io: warning: TLS_GID is set but TLS_UID is not: the engine keeps running as root (uid 0) while it reads the peer's data\n",
+        ),
+        (
+            "TLS_UID",
+            "65534\t65534\t65534\t65534",
+            "0\t0\t0\t0",
+            "s6-tlsd-io: warning: TLS_UID is set but TLS_GID is not: the engine keeps group 0 while it reads the peer's data\n",
+        ),
+    ] {
+        let spawn = Spawn::new(["3", "4"])
+            .app(3, 4)
+            .cert(&cert, &key)
+            .env(var, "65534");
+        let mut s = session(spawn, &ClientSetup::new(), "localhost");
+        s.client.send(b"x").unwrap();
+        assert_eq!(s.engine.app_read_exact(1), b"x");
+        assert_eq!(s.engine.proc_status("Uid"), uid, "{var}");
+        assert_eq!(s.engine.proc_status("Gid"), gid, "{var}");
+        s.client.close_notify().unwrap();
+        s.engine.close_app_in();
+        let exit = s.engine.wait();
+        assert_eq!(exit.code, Some(0), "{var}");
+        assert_eq!(exit.stderr, warning, "{var}");
+    }
+
     // Without the variables, nothing is dropped.
     let dir = TempDir::new("privs0");
     let mut s = session(standard(&dir, &[]), &ClientSetup::new(), "localhost");

@@ -40,6 +40,6 @@ pub fn run(opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal
     };
     let (uid, gid) = privs::ids_from_env()?;
     let config = config::server_config(opts, log)?;
-    privs::drop_privileges(uid, gid)?;
+    privs::drop_privileges(uid, gid, log)?;
     Tunnel::new(config, opts, fds, *log)?.run()
 }
