@@ -14,7 +14,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{dup2, execv, execvpe, ForkResult};
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
@@ -49,9 +49,13 @@ pub fn keep_on_exec(fd: &OwnedFd) -> Result<(), Fatal> {
 }
 
 /// Makes `fd` the descriptor number `target` (0 or 1), kept on exec.
+/// `target` then belongs to the process's standard descriptors, not to
+/// an `OwnedFd`: nothing here may close it.
 pub fn move_to(fd: OwnedFd, target: i32) -> Result<(), Fatal> {
     if fd.as_raw_fd() == target {
-        return keep_on_exec(&fd);
+        keep_on_exec(&fd)?;
+        let _ = fd.into_raw_fd();
+        return Ok(());
     }
     // SAFETY: `target` is 0 or 1, which this process owns as its standard
     // descriptors; dup2 replaces it atomically and we never close it here.
@@ -185,6 +189,20 @@ pub fn exec_engine(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moving_a_descriptor_onto_itself_keeps_it_open_on_exec() {
+        let Pipe { read, write } = pipe().unwrap();
+        let n = read.as_raw_fd();
+        move_to(read, n).unwrap();
+        // SAFETY: F_GETFD only inspects the descriptor table entry.
+        let flags = unsafe { nix::libc::fcntl(n, nix::libc::F_GETFD) };
+        assert_eq!(flags, 0, "fd {n} open, close-on-exec cleared");
+        // SAFETY: move_to gave up ownership of `n`; the test takes it back
+        // to close it.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) });
+        drop(write);
+    }
 
     #[test]
     fn tls_variables() {
