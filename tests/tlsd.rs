@@ -11,9 +11,11 @@ use rcgen::DnType;
 use rustls::crypto::aws_lc_rs::cipher_suite;
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::process::Command;
 use std::time::Duration;
 use superserver::{
-    direct, env_with, testapp_exe, tls_env, Dump, Group, Kind, SuperServer, TLSD, TLS_VARIABLES,
+    assert_clean_signals, direct, direct_cmd, env_with, testapp_exe, tls_env, with_dirty_signals,
+    Dump, Group, Kind, SuperServer, SIGNAL_STATE, TLSD, TLS_VARIABLES,
 };
 
 /// Stale values that must not survive into prog's environment when the
@@ -374,4 +376,34 @@ fn prog_that_cannot_be_executed_exits_127_or_126_after_the_handshake() {
             format!("s6-tlsd: fatal: unable to exec {prog}: {why}\n")
         );
     }
+}
+
+/// Inherited signal dispositions are cleaned: with SIGCHLD ignored (the
+/// kernel would reap the engine itself) a failed handshake still gives
+/// the engine's code and its one line, and prog gets nothing ignored or
+/// blocked.
+#[test]
+fn ignored_sigchld_and_blocked_signals_are_not_inherited() {
+    let dir = TempDir::new("tlsd-signals");
+    let mut cmd = Command::new(TLSD);
+    cmd.arg("--").args(SIGNAL_STATE);
+    with_dirty_signals(&mut cmd);
+    let (mut server, mut sock) = direct_cmd(cmd, &tls_env(&dir), &dir);
+    superserver::write_all(&mut sock, b"GET / HTTP/1.0\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = sock.read_to_end(&mut rest);
+    assert_eq!(server.exit_code(), 98, "{:?}", server.stderr());
+    let stderr = server.stderr();
+    assert!(stderr.starts_with("s6-tlsd-io: fatal: "), "{stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+
+    let mut cmd = Command::new(TLSD);
+    cmd.arg("--").args(SIGNAL_STATE);
+    with_dirty_signals(&mut cmd);
+    let (mut server, sock) = direct_cmd(cmd, &tls_env(&dir), &dir);
+    let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
+    client.handshake().unwrap();
+    let (data, _) = client.recv_to_end();
+    assert_clean_signals(&data);
+    assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
 }

@@ -17,8 +17,9 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::{Duration, Instant};
 use superserver::{
-    direct, env_with, read_line, read_to_eof, testapp_exe, tls_env, Dump, Group, Kind, SuperServer,
-    Trailer, TLS_VARIABLES, UCSPITLSD,
+    assert_clean_signals, direct, direct_cmd, env_with, read_line, read_to_eof, testapp_exe,
+    tls_env, with_dirty_signals, Dump, Group, Kind, SuperServer, Trailer, SIGNAL_STATE,
+    TLS_VARIABLES, UCSPITLSD,
 };
 
 /// `s6-ucspitlsd OPTS -- s6-tls-testapp APP...` on a fresh connection.
@@ -722,4 +723,18 @@ fn the_library_says_clearly_what_is_missing_and_closes_nothing() {
         let stderr = app.stderr();
         assert!(stderr.contains(expected), "{env:?}: {stderr:?}");
     }
+}
+
+/// prog gets clean signal dispositions whatever s6-ucspitlsd inherited:
+/// nothing ignored (SIGCHLD included), nothing blocked.
+#[test]
+fn prog_inherits_no_ignored_or_blocked_signal() {
+    let dir = TempDir::new("ucspi-signals");
+    let mut cmd = std::process::Command::new(UCSPITLSD);
+    cmd.arg("--").args(SIGNAL_STATE);
+    with_dirty_signals(&mut cmd);
+    let (mut server, mut sock) = direct_cmd(cmd, &tls_env(&dir), &dir);
+    let out = read_to_eof(&mut sock);
+    assert_clean_signals(&out);
+    assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
 }

@@ -176,21 +176,75 @@ pub fn direct(
     env: &[(String, String)],
     dir: &TempDir,
 ) -> (Group, TcpStream) {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    direct_cmd(cmd, env, dir)
+}
+
+/// [`direct`] with a command prepared by the caller.
+pub fn direct_cmd(mut cmd: Command, env: &[(String, String)], dir: &TempDir) -> (Group, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
     set_timeouts(&client);
     let (server, _) = listener.accept().expect("accept");
     drop(listener);
     let out = server.try_clone().expect("dup socket");
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::from(OwnedFd::from(server)))
+    cmd.stdin(Stdio::from(OwnedFd::from(server)))
         .stdout(Stdio::from(OwnedFd::from(out)));
-    let name = Path::new(program).file_name().unwrap().to_string_lossy();
+    let name = Path::new(cmd.get_program())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let group = Group::spawn(cmd, env, dir, &name);
     // `cmd` held our copies of the server's socket: they are closed now,
     // so the client sees EOF exactly when the server side closes.
     (group, client)
+}
+
+/// Starts `cmd` as a careless super-server or shell would: SIGCHLD,
+/// SIGHUP and SIGTERM ignored, SIGTERM and SIGUSR1 blocked. All of it
+/// survives exec.
+pub fn with_dirty_signals(cmd: &mut Command) {
+    // SAFETY: between fork and exec the closure only calls signal,
+    // sigemptyset, sigaddset and sigprocmask, all async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::libc;
+            for sig in [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// A prog that prints its own blocked and ignored signal sets.
+pub const SIGNAL_STATE: &[&str] = &["/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"];
+
+/// Asserts that what [`SIGNAL_STATE`] printed shows nothing blocked and
+/// nothing ignored, but for signals 32 and 33, which the C library
+/// reserves (no program can change them through it).
+pub fn assert_clean_signals(output: &[u8]) {
+    let text = String::from_utf8_lossy(output);
+    let sets: Vec<(&str, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (name, hex) = l.split_once(":\t")?;
+            Some((name, u64::from_str_radix(hex, 16).ok()?))
+        })
+        .collect();
+    let names: Vec<&str> = sets.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["SigBlk", "SigIgn"], "{text:?}");
+    let reserved = 0b11 << 31;
+    for (name, set) in sets {
+        assert_eq!(set & !reserved, 0, "{name} {set:016x}: {text:?}");
+    }
 }
 
 pub fn set_timeouts(sock: &TcpStream) {
