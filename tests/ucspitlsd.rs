@@ -738,3 +738,17 @@ fn prog_inherits_no_ignored_or_blocked_signal() {
     assert_clean_signals(&out);
     assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
 }
+
+/// `Ucspi::from_env` takes the descriptors once per process: a second
+/// call, while the first owner holds them, is refused, so no descriptor
+/// ever gets two owners (a double close of whatever reused its number).
+#[test]
+fn the_library_takes_the_descriptors_once_per_process() {
+    let dir = TempDir::new("ucspi-twice");
+    let (mut server, mut sock) = ucspitlsd(&dir, &["-v2"], &["take-twice"]);
+    assert_eq!(
+        String::from_utf8_lossy(&read_to_eof(&mut sock)),
+        "second: the UCSPI-TLS descriptors were already taken: Ucspi::from_env succeeds once per process\n"
+    );
+    assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
+}
