@@ -63,3 +63,45 @@ fn only_user_facing_programs_are_installed() {
         );
     }
 }
+
+/// Every deployment example of a server program in the README and the
+/// manual pages sets `--handshake-timeout`: the default is no timeout (as
+/// in s6-networking), and a copied example must not hold a process for
+/// ever for a client that never finishes its handshake.
+#[test]
+fn every_deployment_example_sets_a_handshake_timeout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("doc")).expect("doc/") {
+        let path = entry.expect("doc/ entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut examples = 0;
+    for page in pages {
+        let text = std::fs::read_to_string(&page).expect("read page");
+        let mut fenced = false;
+        for line in text.lines() {
+            if line.starts_with("```") {
+                fenced = !fenced;
+                continue;
+            }
+            let code = fenced || line.starts_with("    ");
+            let runs_a_server = ["s6-ucspitlsd -", "s6-tlsd -", "s6-tlsd-io -"]
+                .iter()
+                .any(|p| line.contains(p));
+            // Synopses (`[ -S | -s ] ...`) are not examples.
+            if !code || !runs_a_server || line.contains("[ ") {
+                continue;
+            }
+            examples += 1;
+            assert!(
+                line.contains("--handshake-timeout="),
+                "{}: no --handshake-timeout in {line:?}",
+                page.display()
+            );
+        }
+    }
+    assert!(examples >= 7, "only {examples} examples found");
+}
