@@ -14,8 +14,8 @@ use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 use superserver::{
-    assert_clean_signals, direct, direct_cmd, env_with, testapp_exe, tls_env, with_dirty_signals,
-    Dump, Group, Kind, SuperServer, SIGNAL_STATE, TLSD, TLS_VARIABLES,
+    assert_clean_signals, direct, direct_cmd, env_with, testapp_exe, tls_env, unexecutable_progs,
+    with_dirty_signals, Dump, Group, Kind, SuperServer, SIGNAL_STATE, TLSD, TLS_VARIABLES,
 };
 
 /// Stale values that must not survive into prog's environment when the
@@ -356,16 +356,8 @@ fn usage_errors_exit_100_before_anything_runs() {
 #[test]
 fn prog_that_cannot_be_executed_exits_127_or_126_after_the_handshake() {
     let dir = TempDir::new("tlsd-noexec");
-    let plain = dir
-        .write("not-executable", "#!/bin/sh\n")
-        .to_string_lossy()
-        .into_owned();
-    for (prog, code, why) in [
-        ("/nonexistent/prog", 127, "No such file or directory"),
-        ("s6-tls-not-in-path", 127, "No such file or directory"),
-        (plain.as_str(), 126, "Permission denied"),
-    ] {
-        let (mut server, sock) = direct(TLSD, &["--", prog], &tls_env(&dir), &dir);
+    for (prog, code, why) in unexecutable_progs(&dir) {
+        let (mut server, sock) = direct(TLSD, &["--", &prog], &tls_env(&dir), &dir);
         let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
         client.handshake().unwrap();
         let (data, _) = client.recv_to_end();

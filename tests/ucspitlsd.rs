@@ -18,8 +18,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 use superserver::{
     assert_clean_signals, direct, direct_cmd, env_with, read_line, read_to_eof, testapp_exe,
-    tls_env, with_dirty_signals, Dump, Group, Kind, SuperServer, Trailer, SIGNAL_STATE,
-    TLS_VARIABLES, UCSPITLSD,
+    tls_env, unexecutable_progs, with_dirty_signals, Dump, Group, Kind, SuperServer, Trailer,
+    SIGNAL_STATE, TLS_VARIABLES, UCSPITLSD,
 };
 
 /// `s6-ucspitlsd OPTS -- s6-tls-testapp APP...` on a fresh connection.
@@ -658,16 +658,8 @@ fn usage_errors_exit_100_before_anything_runs() {
 #[test]
 fn prog_that_cannot_be_executed_exits_127_or_126_and_the_helper_goes_quietly() {
     let dir = TempDir::new("ucspi-noexec");
-    let plain = dir
-        .write("not-executable", "#!/bin/sh\n")
-        .to_string_lossy()
-        .into_owned();
-    for (prog, code, why) in [
-        ("/nonexistent/prog", 127, "No such file or directory"),
-        ("s6-tls-not-in-path", 127, "No such file or directory"),
-        (plain.as_str(), 126, "Permission denied"),
-    ] {
-        let (mut server, mut sock) = direct(UCSPITLSD, &["--", prog], &tls_env(&dir), &dir);
+    for (prog, code, why) in unexecutable_progs(&dir) {
+        let (mut server, mut sock) = direct(UCSPITLSD, &["--", &prog], &tls_env(&dir), &dir);
         assert_eq!(read_to_eof(&mut sock), b"", "{prog}: the connection closes");
         assert_eq!(server.exit_code(), code, "{prog}");
         assert_eq!(

@@ -224,6 +224,26 @@ pub fn with_dirty_signals(cmd: &mut Command) {
     }
 }
 
+/// progs that cannot be executed, each with the exit code skalibs'
+/// convention gives it (127 not found, 126 not executable) and the
+/// reason `exec` reports.
+pub fn unexecutable_progs(dir: &TempDir) -> Vec<(String, i32, &'static str)> {
+    let plain = dir.write("not-executable", "#!/bin/sh\n");
+    vec![
+        ("/nonexistent/prog".into(), 127, "No such file or directory"),
+        (
+            "s6-tls-not-in-path".into(),
+            127,
+            "No such file or directory",
+        ),
+        (
+            plain.to_string_lossy().into_owned(),
+            126,
+            "Permission denied",
+        ),
+    ]
+}
+
 /// A prog that prints its own blocked and ignored signal sets.
 pub const SIGNAL_STATE: &[&str] = &["/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"];
 
