@@ -68,9 +68,12 @@ impl Group {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "spawn {:?}: {e} (scripts/packages lists the Debian packages the tests run; scripts/test installs them)",
+                cmd.get_program()
+            )
+        });
         Group {
             pid: child.id(),
             child: Some(child),
