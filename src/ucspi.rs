@@ -124,6 +124,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What can go wrong on the application side.
 #[derive(Debug)]
@@ -144,6 +145,8 @@ pub enum Error {
     HandshakeFailed,
     /// The information string could not be decoded.
     BadInformation(&'static str),
+    /// [`Ucspi::from_env`] already took the descriptors in this process.
+    AlreadyTaken,
 }
 
 impl fmt::Display for Error {
@@ -159,6 +162,9 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "control socket: {e}"),
             Error::HandshakeFailed => f.write_str("the TLS handshake failed"),
             Error::BadInformation(why) => write!(f, "bad connection information: {why}"),
+            Error::AlreadyTaken => f.write_str(
+                "the UCSPI-TLS descriptors were already taken: Ucspi::from_env succeeds once per process",
+            ),
         }
     }
 }
@@ -200,6 +206,11 @@ impl Tls {
     }
 }
 
+/// Set by the one [`Ucspi::from_env`] that took the descriptors. The
+/// environment variables stay set: unsetting them would race with any
+/// other thread reading the environment.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
 /// The open descriptor named by `var` (not taken yet).
 fn fd_from_env(var: &'static str) -> Result<RawFd, Error> {
     let value = std::env::var(var).map_err(|_| Error::Missing(var))?;
@@ -219,7 +230,8 @@ fn fd_from_env(var: &'static str) -> Result<RawFd, Error> {
 
 impl Ucspi {
     /// Takes the descriptors named by `SSLCTLFD`, `SSLREADFD` and
-    /// `SSLWRITEFD`. Call it once.
+    /// `SSLWRITEFD`; it succeeds once per process, later calls return
+    /// [`Error::AlreadyTaken`].
     pub fn from_env() -> Result<Ucspi, Error> {
         // Check all three before taking any: on an error, no descriptor
         // of the program's (its stderr, say) is closed behind its back.
@@ -235,9 +247,15 @@ impl Ucspi {
                 });
             }
         }
-        // SAFETY: the three descriptors are open and distinct, and the
-        // protocol hands them to this program alone: each gets exactly one
-        // owner here (hence "call it once").
+        // Once per process, so that no call can make a second owner of a
+        // descriptor the first one owns (or has closed, and the program
+        // reused). A failed check above takes nothing.
+        if TAKEN.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyTaken);
+        }
+        // SAFETY: the three descriptors are open and distinct, the protocol
+        // hands them to this program alone, and the flag above lets this
+        // line run once per process: each gets exactly one owner here.
         let [control, reader, writer] =
             fds.map(|fd| File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
         Ok(Ucspi {

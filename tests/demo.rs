@@ -9,12 +9,15 @@ mod common;
 mod superserver;
 
 use common::{pki, ClientSetup, TempDir, TlsClient};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::{getpgid, Pid};
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
-use superserver::{read_line, read_reply, Group, Kind, SuperServer, DEMO, UCSPITLSD};
+use std::time::{Duration, Instant};
+use superserver::{demo_exe, read_line, read_reply, Group, Kind, SuperServer, UCSPITLSD};
 
 /// The demo behind `kind`, with the standard server certificate, as the
 /// README runs it (`s6-ucspitlsd -v2 -- ucspitls-demo`).
@@ -32,7 +35,7 @@ fn demo_with(kind: Kind, opts: &[&str], dir: &TempDir) -> (SuperServer, PathBuf)
     ];
     let mut cmd = vec![UCSPITLSD, "-v2"];
     cmd.extend(opts);
-    cmd.extend(["--", DEMO]);
+    cmd.extend(["--", demo_exe()]);
     let server = SuperServer::start(kind, &cmd, &env, dir);
     (server, ca)
 }
@@ -176,6 +179,12 @@ fn swaks(kind: Kind) {
     .map(|s| s.to_string())
     .collect();
     let run = run_client("swaks", &args, b"", &dir, "swaks");
+    assert!(
+        !format!("{}{}", run.stdout, run.stderr).contains("requires Net::SSLeay"),
+        "swaks cannot do TLS: install the Debian package libnet-ssleay-perl\n{}{}",
+        run.stdout,
+        run.stderr
+    );
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let transcript = &run.stdout;
     assert_contains(&run, transcript, "=== TLS started with cipher TLSv1.3:");
@@ -387,7 +396,7 @@ fn overlong_body_line_does_not_end_the_message() {
 #[test]
 fn starttls_without_ucspitlsd_is_refused_and_the_session_goes_on() {
     let dir = TempDir::new("demo-plain");
-    let server = SuperServer::start(Kind::Tcpserver, &[DEMO], &[], &dir);
+    let server = SuperServer::start(Kind::Tcpserver, &[demo_exe()], &[], &dir);
     let mut sock = server.connect();
     read_reply(&mut sock);
     superserver::write_all(&mut sock, b"STARTTLS\r\nNOOP still-here\r\nQUIT\r\n");
@@ -399,4 +408,100 @@ fn starttls_without_ucspitlsd_is_refused_and_the_session_goes_on() {
     );
     assert!(read_reply(&mut sock)[0].starts_with("221 "));
     server.group.wait_stderr("SSLCTLFD is not set");
+}
+
+// ---------------------------------------------------------------------
+// scripts/demo stops as a whole
+
+/// Kills the process group of the demo's super-server if the test fails
+/// before the script stopped it.
+struct KillGroup(Option<Pid>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+/// `scripts/demo` as a user runs it (with the test's builds, DEMO_BIN),
+/// a session in progress, then `signal` to the script's pid alone: the
+/// script exits, and no process is left holding the listener or the
+/// session's socket, which the client sees end.
+fn demo_script_stops_on(signal: Signal, server: &str) {
+    let dir = TempDir::new("demo-script");
+    let port = superserver::free_port();
+    let bin = Path::new(UCSPITLSD).parent().unwrap();
+    assert_eq!(
+        Path::new(demo_exe()),
+        bin.join("examples/ucspitls-demo"),
+        "DEMO_BIN holds the programs and examples/"
+    );
+    let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo"));
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let env = [
+        ("DEMO_PORT".to_owned(), port.to_string()),
+        ("DEMO_BIN".to_owned(), bin.to_string_lossy().into_owned()),
+        ("DEMO_SERVER".to_owned(), server.to_owned()),
+    ];
+    let mut script = Group::spawn(cmd, &env, &dir, "demo-script");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut guard = KillGroup(None);
+    let listener = loop {
+        let sockets = superserver::tcp_sockets(port, None);
+        if let Some(&pid) = superserver::holders(&sockets).first() {
+            guard.0 = Some(getpgid(Some(Pid::from_raw(pid as i32))).expect("getpgid"));
+            break sockets;
+        }
+        assert!(script.try_wait().is_none(), "{:?}", script.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "never listened: {:?}",
+            script.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    superserver::set_timeouts(&sock);
+    assert!(read_line(&mut sock).starts_with("220 "));
+    let session = superserver::tcp_sockets(port, Some(sock.local_addr().unwrap().port()));
+    assert!(!superserver::holders(&session).is_empty(), "no session");
+
+    kill(Pid::from_raw(script.pid as i32), signal).expect("kill");
+    let status = script.wait_within(Duration::from_secs(10));
+    assert_ne!(status.code(), Some(0), "{status:?}");
+    assert_eq!(
+        superserver::read_to_eof(&mut sock),
+        b"",
+        "the session ended"
+    );
+    // The session's last processes may take a moment to go.
+    let gone = |sockets: &[String]| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !superserver::holders(sockets).is_empty() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    };
+    assert!(gone(&listener), "the listener outlived the demo");
+    assert!(gone(&session), "the session outlived the demo");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(!script.stderr().contains("fatal"), "{:?}", script.stderr());
+    guard.0 = None;
+}
+
+#[test]
+fn demo_script_stops_as_a_whole_on_sigterm() {
+    demo_script_stops_on(Signal::SIGTERM, "systemd-socket-activate");
+    demo_script_stops_on(Signal::SIGTERM, "tcpserver");
+}
+
+#[test]
+fn demo_script_stops_as_a_whole_on_sigint() {
+    demo_script_stops_on(Signal::SIGINT, "systemd-socket-activate");
+    demo_script_stops_on(Signal::SIGINT, "tcpserver");
 }

@@ -43,7 +43,7 @@ fn drain(sock: &mut std::net::TcpStream) -> (Vec<u8>, String) {
 
 #[test]
 fn client_reset_mid_handshake() {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let mut sock = connect(server.port);
     let pids = faultapp_starttls(&mut sock);
@@ -79,7 +79,7 @@ fn client_reset_mid_handshake() {
 
 #[test]
 fn client_reset_mid_transfer() {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let mut hook = |_: &mut rustls::ClientConnection, p: &Progress| p.received < 2 * MIB;
@@ -108,7 +108,7 @@ fn client_reset_mid_transfer() {
 
 #[test]
 fn client_vanishes_after_starttls_with_kimeout() {
-    let server = Server::start(&["-K", "500"], &[FAULTAPP, "echo"]);
+    let server = Server::start(&["-K", "500"], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let mut sock = connect(server.port);
     let pids = faultapp_starttls(&mut sock);
@@ -133,7 +133,7 @@ fn client_vanishes_after_starttls_with_kimeout() {
 
 #[test]
 fn client_vanishes_after_starttls_without_kimeout() {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let mut sock = connect(server.port);
     let pids = faultapp_starttls(&mut sock);
@@ -157,7 +157,7 @@ fn client_vanishes_after_starttls_without_kimeout() {
 
 #[test]
 fn client_sends_half_a_record_and_stalls() {
-    let server = Server::start(&["-K", "500"], &[FAULTAPP, "echo"]);
+    let server = Server::start(&["-K", "500"], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     client.sock.set_nonblocking(false).unwrap();
@@ -191,7 +191,7 @@ fn client_sends_half_a_record_and_stalls() {
 /// One session, `bytes` written raw after the handshake: the engine must
 /// end with 98 and a TLS error, the application must get nothing.
 fn bad_record_case(what: &str, bytes: impl FnOnce(&mut RawTls) -> Vec<u8>) {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let mut sock = connect(server.port);
     let pids = faultapp_starttls(&mut sock);
@@ -254,7 +254,7 @@ fn client_stalls_inside_an_oversized_record_with_kimeout() {
     // rustls accepts record headers up to 2^14 + 2048 and judges the
     // record once whole; a peer that announces 16896 bytes and stalls is
     // ended by -K like any stall.
-    let server = Server::start(&["-K", "500"], &[FAULTAPP, "sink"]);
+    let server = Server::start(&["-K", "500"], &[faultapp_exe(), "sink"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     client.sock.set_nonblocking(false).unwrap();
@@ -274,7 +274,7 @@ fn client_stalls_inside_an_oversized_record_with_kimeout() {
 
 #[test]
 fn client_sends_a_fatal_alert_during_the_handshake() {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let mut sock = connect(server.port);
     let pids = faultapp_starttls(&mut sock);
@@ -307,7 +307,7 @@ fn client_sends_a_fatal_alert_during_the_handshake() {
 
 #[test]
 fn client_sends_a_fatal_alert_after_the_handshake() {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let mut sock = connect(server.port);
     let pids = faultapp_starttls(&mut sock);
@@ -339,7 +339,7 @@ fn client_sends_a_fatal_alert_after_the_handshake() {
 fn client_sends_data_and_a_fatal_alert_in_one_write() {
     // A fatal alert aborts the connection (98), but the authentic records
     // before it, decrypted in the same batch, still reach the application.
-    let server = Server::start(&[], &[FAULTAPP, "sink"]);
+    let server = Server::start(&[], &[faultapp_exe(), "sink"]);
     let fds = server.fd_count();
     let mut sock = connect(server.port);
     let pids = faultapp_starttls(&mut sock);
@@ -363,7 +363,7 @@ fn client_sends_data_and_a_fatal_alert_in_one_write() {
 /// close_notify from the client is a clean end: everything before it is
 /// delivered, the application reads EOF, its answer still goes out.
 fn close_notify_case(opts: &[&str], expect_end: End) {
-    let server = Server::start(opts, &[FAULTAPP, "echo"]);
+    let server = Server::start(opts, &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let out = client.run(&mut Plan {
@@ -400,7 +400,7 @@ fn client_close_notify_is_a_clean_end_with_close_notify_back() {
 #[test]
 fn client_data_after_close_notify_is_ignored() {
     for separate in [false, true] {
-        let server = Server::start(&[], &[FAULTAPP, "sink"]);
+        let server = Server::start(&[], &[faultapp_exe(), "sink"]);
         let fds = server.fd_count();
         let mut sock = connect(server.port);
         let pids = faultapp_starttls(&mut sock);
@@ -436,7 +436,7 @@ fn client_data_after_close_notify_is_ignored() {
 
 #[test]
 fn client_key_updates_repeatedly_under_tls13() {
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     assert_eq!(
@@ -475,7 +475,7 @@ fn client_key_updates_repeatedly_under_tls13() {
 fn client_key_update_flood_is_cut_off() {
     // rustls allows 32 KeyUpdate requests in a row without application
     // data in between (BoringSSL's limit); a flood ends the connection.
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     for _ in 0..100 {
@@ -517,7 +517,7 @@ fn demo_connection(server: &Server) -> (std::net::TcpStream, Pids) {
 fn pipelined_plaintext_after_starttls_never_reaches_the_app() {
     // The attacker's variant: STARTTLS and a command in one segment, then
     // more cleartext instead of a ClientHello.
-    let server = Server::start(&[], &[DEMO]);
+    let server = Server::start(&[], &[demo_exe()]);
     let fds = server.fd_count();
     let (mut sock, pids) = demo_connection(&server);
     sock.write_all(b"STARTTLS\r\nNOOP\r\n").unwrap();
@@ -550,7 +550,7 @@ fn pipelined_plaintext_after_starttls_never_reaches_the_app() {
 fn pipelined_plaintext_then_tls_is_never_answered() {
     // The same segment, then a real handshake: the command pipelined in
     // cleartext must not be executed inside TLS.
-    let server = Server::start(&[], &[DEMO]);
+    let server = Server::start(&[], &[demo_exe()]);
     let fds = server.fd_count();
     let (mut sock, pids) = demo_connection(&server);
     sock.write_all(b"STARTTLS\r\nNOOP pipelined\r\n").unwrap();
@@ -587,7 +587,7 @@ fn pipelined_plaintext_then_tls_is_never_answered() {
 #[test]
 fn client_renegotiation_under_tls12_is_refused() {
     use std::process::{Command, Stdio};
-    let server = Server::start(&[], &[DEMO]);
+    let server = Server::start(&[], &[demo_exe()]);
     let fds = server.fd_count();
     let mut child = Command::new("openssl")
         .args(["s_client", "-starttls", "smtp", "-tls1_2", "-connect"])
@@ -662,7 +662,7 @@ fn client_renegotiation_under_tls12_is_refused() {
 
 #[test]
 fn app_killed_while_reading() {
-    let server = Server::start(&[], &[FAULTAPP, "sink"]);
+    let server = Server::start(&[], &[faultapp_exe(), "sink"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let mut killed_at = None;
@@ -700,7 +700,7 @@ fn app_killed_while_reading() {
 
 #[test]
 fn app_killed_while_writing() {
-    let server = Server::start(&[], &[FAULTAPP, "source", "1000000000000"]);
+    let server = Server::start(&[], &[faultapp_exe(), "source", "1000000000000"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let mut killed_at = None;
@@ -733,7 +733,7 @@ fn app_killed_while_writing() {
 fn close_read_case(client_sends: u64) {
     let n = 8 * MIB + 777;
     let arg = n.to_string();
-    let server = Server::start(&[], &[FAULTAPP, "close-read", &arg]);
+    let server = Server::start(&[], &[faultapp_exe(), "close-read", &arg]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let out = client.run(&mut Plan {
@@ -776,7 +776,7 @@ fn app_closes_its_reader_but_keeps_writing_while_the_client_sends() {
 
 #[test]
 fn app_closes_its_writer_but_keeps_reading() {
-    let server = Server::start(&[], &[FAULTAPP, "close-write"]);
+    let server = Server::start(&[], &[faultapp_exe(), "close-write"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let out = client.run(&mut Plan {
@@ -801,7 +801,7 @@ fn app_closes_its_writer_but_keeps_reading() {
 
 #[test]
 fn app_never_reads_backpressure_bounds_memory() {
-    let server = Server::start(&[], &[FAULTAPP, "never-read", "30"]);
+    let server = Server::start(&[], &[faultapp_exe(), "never-read", "30"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let rss_start = rss_kib(pids.engine).expect("engine rss");
@@ -853,7 +853,7 @@ fn app_never_reads_backpressure_bounds_memory() {
 
 #[test]
 fn app_sends_y_twice() {
-    let server = Server::start(&[], &[FAULTAPP, "double-y"]);
+    let server = Server::start(&[], &[faultapp_exe(), "double-y"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let out = client.run(&mut Plan {
@@ -881,7 +881,7 @@ fn app_sends_y_twice() {
 fn shutdown_write_without_close_notify_is_a_normal_end() {
     // -j (default): the client's EOF without close_notify delivers
     // everything; -J would make it an error (covered by the engine tests).
-    let server = Server::start(&[], &[FAULTAPP, "echo"]);
+    let server = Server::start(&[], &[faultapp_exe(), "echo"]);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let out = client.run(&mut Plan {

@@ -979,8 +979,9 @@ fn usable(name: &str) -> bool {
 }
 
 /// What `scan_env` should make of an environment with distinct variable
-/// names: the pairs sorted by normalised name, or an error.
-fn scan_model(vars: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<sni::NamedPair>, ()> {
+/// names: the pairs sorted by normalised name and the `*.tld` pairs
+/// skipped, or an error.
+fn scan_model(vars: &[(Vec<u8>, Vec<u8>)]) -> Result<sni::Scan, ()> {
     use std::collections::BTreeMap;
     let half = |prefix: &[u8]| -> BTreeMap<Vec<u8>, Vec<u8>> {
         vars.iter()
@@ -992,9 +993,15 @@ fn scan_model(vars: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<sni::NamedPair>, ()> {
         return Err(());
     }
     let mut pairs = Vec::new();
+    let mut skipped = Vec::new();
     for (x, key) in keys {
         let text = String::from_utf8(x.clone()).map_err(|_| ())?;
         let name = text.strip_suffix('.').unwrap_or(&text).to_ascii_lowercase();
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() == 2 && labels[0] == "*" && usable(labels[1]) {
+            skipped.push(format!("KEYFILE:{text}"));
+            continue;
+        }
         if !usable(&name) {
             return Err(());
         }
@@ -1008,7 +1015,8 @@ fn scan_model(vars: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<sni::NamedPair>, ()> {
     if pairs.windows(2).any(|w| w[0].name == w[1].name) {
         return Err(());
     }
-    Ok(pairs)
+    skipped.sort();
+    Ok(sni::Scan { pairs, skipped })
 }
 
 proptest! {
@@ -1111,26 +1119,28 @@ proptest! {
         );
     }
 
-    /// A wildcard over a top-level domain is a configuration error (96);
-    /// one over a name of two labels or more is fine.
+    /// A wildcard over a top-level domain is skipped, named by its
+    /// variable; one over a name of two labels or more is a pair.
     #[test]
-    fn sni_tld_wildcard_refused(tld in "[a-z]{1,6}", sld in label(), case in any::<u64>()) {
+    fn sni_tld_wildcard_skipped(tld in "[a-z]{1,6}", sld in label(), case in any::<u64>()) {
         let v = |n: String, p: &str| (OsString::from(n), OsString::from(p));
         for name in [format!("*.{tld}"), format!("*.{tld}.")] {
             let name: String = name.chars().enumerate()
                 .map(|(i, c)| if (case >> (i % 63)) & 1 == 1 { c.to_ascii_uppercase() } else { c })
                 .collect();
-            let err = sni::scan_env([
+            let scan = sni::scan_env([
                 v(format!("KEYFILE:{name}"), "k"),
                 v(format!("CERTFILE:{name}"), "c"),
-            ]).unwrap_err();
-            prop_assert_eq!(err.code, 96);
+            ]).unwrap();
+            prop_assert!(scan.pairs.is_empty());
+            prop_assert_eq!(scan.skipped, vec![format!("KEYFILE:{name}")]);
         }
         let ok = sni::scan_env([
             v(format!("KEYFILE:*.{sld}.{tld}"), "k"),
             v(format!("CERTFILE:*.{sld}.{tld}"), "c"),
         ]).unwrap();
-        prop_assert_eq!(&ok[0].name, &format!("*.{sld}.{tld}"));
+        prop_assert_eq!(&ok.pairs[0].name, &format!("*.{sld}.{tld}"));
+        prop_assert!(ok.skipped.is_empty());
     }
 
     /// An environment (distinct variable names, as a real one has) gives

@@ -31,7 +31,7 @@ fn have(program: &str) -> bool {
 
 fn demo_server(pki: &'static Pki) -> Server {
     Server::start_spec(&ServerSpec {
-        prog: &[DEMO],
+        prog: &[demo_exe()],
         pki: Some(pki),
         ..Default::default()
     })

@@ -8,7 +8,8 @@
 //!   every uid and gid at 65534, no supplementary group and no
 //!   capability, so `setuid(0)` must fail;
 //! - the private key's bytes, as read from disk, are not left in
-//!   s6-tlsd-io's memory once parsed.
+//!   s6-tlsd-io's memory once parsed, from a key file of its own (PEM or
+//!   DER) or from one PEM file holding the chain and the key.
 
 #[path = "faults/harness.rs"]
 mod harness;
@@ -74,7 +75,7 @@ fn start(opts: &[&str], env: &[(&'static str, String)]) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
     Server::start_spec(&ServerSpec {
         ucspitlsd: opts,
-        prog: &[FAULTAPP, "echo"],
+        prog: &[faultapp_exe(), "echo"],
         env: &env,
         ..Default::default()
     })
@@ -294,12 +295,12 @@ fn find_all(memory: &[(u64, Vec<u8>)], needle: &[u8]) -> Vec<u64> {
     hits
 }
 
-/// One session with KEYFILE=`key`; then s6-tlsd-io's anonymous memory is
-/// searched for the private key as the file held it. Returns what was
-/// found, with where.
-fn key_left_in_memory(key: &std::path::Path) -> Vec<String> {
-    let key_env = [("KEYFILE", key.to_string_lossy().into_owned())];
-    let server = start(&[], &key_env);
+/// One session with `env` (KEYFILE, perhaps CERTFILE, as the test's own
+/// certificate and key in some layout); then s6-tlsd-io's anonymous
+/// memory is searched for the private key as the file held it. Returns
+/// what was found, with where.
+fn key_left_in_memory(env: &[(&'static str, String)]) -> Vec<String> {
+    let server = start(&[], env);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
     let out = client.run(&mut Plan {
@@ -361,8 +362,7 @@ fn key_left_in_memory(key: &std::path::Path) -> Vec<String> {
         }
     }
     eprintln!(
-        "KEYFILE {}: {} KiB of s6-tlsd-io's anonymous memory searched; found: {found:?}",
-        key.display(),
+        "{env:?}: {} KiB of s6-tlsd-io's anonymous memory searched; found: {found:?}",
         total / 1024
     );
     drop(client);
@@ -371,10 +371,39 @@ fn key_left_in_memory(key: &std::path::Path) -> Vec<String> {
     found
 }
 
+fn keyfile(path: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![("KEYFILE", path.to_string_lossy().into_owned())]
+}
+
 #[test]
 fn private_key_bytes_are_wiped_from_engine_memory_pem() {
-    let found = key_left_in_memory(&pki().key);
+    let found = key_left_in_memory(&keyfile(&pki().key));
     assert!(found.is_empty(), "key material left in memory: {found:#?}");
+}
+
+/// One PEM file as both CERTFILE and KEYFILE, key after the chain and
+/// before it: the chain parser must skip the key's block without decoding
+/// it, and the key parser wipes what it decodes.
+#[test]
+fn private_key_bytes_are_wiped_from_engine_memory_combined_pem() {
+    let pki = pki();
+    let chain = std::fs::read_to_string(&pki.cert).unwrap();
+    for (name, text) in [
+        ("combined-key-last.pem", format!("{chain}{}", pki.key_pem)),
+        ("combined-key-first.pem", format!("{}{chain}", pki.key_pem)),
+    ] {
+        let path = pki.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let mut env = keyfile(&path);
+        env.push(("CERTFILE", path.to_string_lossy().into_owned()));
+        let found = key_left_in_memory(&env);
+        assert!(
+            found.is_empty(),
+            "{name}: key material left in memory: {found:#?}"
+        );
+    }
 }
 
 #[test]
@@ -383,7 +412,7 @@ fn private_key_bytes_are_wiped_from_engine_memory_der() {
     let der = pki.dir.join("server-key.der");
     std::fs::write(&der, &pki.key_der).unwrap();
     std::fs::set_permissions(&der, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let found = key_left_in_memory(&der);
+    let found = key_left_in_memory(&keyfile(&der));
     assert!(found.is_empty(), "key material left in memory: {found:#?}");
 }
 

@@ -11,9 +11,11 @@ use rcgen::DnType;
 use rustls::crypto::aws_lc_rs::cipher_suite;
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::process::Command;
 use std::time::Duration;
 use superserver::{
-    direct, env_with, tls_env, Dump, Group, Kind, SuperServer, TESTAPP, TLSD, TLS_VARIABLES,
+    assert_clean_signals, direct, direct_cmd, env_with, testapp_exe, tls_env, unexecutable_progs,
+    with_dirty_signals, Dump, Group, Kind, SuperServer, SIGNAL_STATE, TLSD, TLS_VARIABLES,
 };
 
 /// Stale values that must not survive into prog's environment when the
@@ -60,7 +62,12 @@ fn env_value<'a>(dump: &'a Dump, name: &str) -> Option<&'a str> {
 fn tcpserver_prog_environment_after_the_handshake() {
     let dir = TempDir::new("tlsd-env");
     let env = env_with(&dir, STALE);
-    let server = SuperServer::start(Kind::Tcpserver, &[TLSD, "--", TESTAPP, "dump"], &env, &dir);
+    let server = SuperServer::start(
+        Kind::Tcpserver,
+        &[TLSD, "--", testapp_exe(), "dump"],
+        &env,
+        &dir,
+    );
     let setup = ClientSetup::new()
         .versions(Versions::Tls13)
         .suites(&[cipher_suite::TLS13_AES_128_GCM_SHA256]);
@@ -110,7 +117,7 @@ fn dump_direct(
     let dir = TempDir::new("tlsd-dump");
     let env = env_with(&dir, extra);
     let mut args = opts.to_vec();
-    args.extend(["--", TESTAPP, "dump"]);
+    args.extend(["--", testapp_exe(), "dump"]);
     let (mut server, sock) = direct(TLSD, &args, &env, &dir);
     let mut client = TlsClient::new(sock, setup, server_name);
     client
@@ -229,7 +236,7 @@ fn failing(
     let marker = dir.path().join("prog-ran");
     let marker_arg = marker.to_string_lossy().into_owned();
     let mut args = opts.to_vec();
-    args.extend(["--", TESTAPP, "dump", &marker_arg]);
+    args.extend(["--", testapp_exe(), "dump", &marker_arg]);
     let env = env(&dir);
     let (mut server, sock): (Group, _) = direct(TLSD, &args, &env, &dir);
     client(sock);
@@ -247,7 +254,31 @@ fn garbage_instead_of_a_client_hello_exits_98_without_prog() {
     });
     assert_eq!(code, 98, "{stderr:?}");
     assert!(
-        stderr.contains("s6-tlsd-io: fatal: TLS handshake failed"),
+        stderr.starts_with("s6-tlsd-io: fatal: TLS handshake failed"),
+        "{stderr:?}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one failure, one line: {stderr:?}"
+    );
+}
+
+/// At -v2 s6-tlsd says what it saw, as information, never as a second
+/// fatal line.
+#[test]
+fn a_failed_handshake_at_v2_has_one_fatal_line_and_an_info_line() {
+    let (code, stderr) = failing(&["-v2"], tls_env, |mut sock| {
+        superserver::write_all(&mut sock, b"GET / HTTP/1.0\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = sock.read_to_end(&mut rest);
+    });
+    assert_eq!(code, 98, "{stderr:?}");
+    let fatal: Vec<&str> = stderr.lines().filter(|l| l.contains(": fatal: ")).collect();
+    assert_eq!(fatal.len(), 1, "{stderr:?}");
+    assert!(fatal[0].starts_with("s6-tlsd-io: fatal: "), "{stderr:?}");
+    assert!(
+        stderr.contains("s6-tlsd: info: s6-tlsd-io exited 98 before the handshake completed\n"),
         "{stderr:?}"
     );
 }
@@ -287,6 +318,11 @@ fn configuration_error_exits_with_the_engine_code_without_prog() {
     );
     assert_eq!(code, 96, "{stderr:?}");
     assert!(stderr.starts_with("s6-tlsd-io: fatal: "), "{stderr:?}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one failure, one line: {stderr:?}"
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -297,10 +333,10 @@ fn usage_errors_exit_100_before_anything_runs() {
     for args in [
         &[][..],
         &["-S"],
-        &["-x", TESTAPP, "dump"],
-        &["-v", "two", TESTAPP, "dump"],
-        &["-d", "3", TESTAPP, "dump"],
-        &["--sni-level", TESTAPP, "dump"],
+        &["-x", testapp_exe(), "dump"],
+        &["-v", "two", testapp_exe(), "dump"],
+        &["-d", "3", testapp_exe(), "dump"],
+        &["--sni-level", testapp_exe(), "dump"],
     ] {
         let dir = TempDir::new("tlsd-usage");
         let (mut server, mut sock) = direct(TLSD, args, &tls_env(&dir), &dir);
@@ -318,17 +354,50 @@ fn usage_errors_exit_100_before_anything_runs() {
     }
 }
 
+/// prog not found: 127; found but not executable: 126 (skalibs' codes).
 #[test]
-fn prog_that_cannot_be_executed_exits_111_after_the_handshake() {
+fn prog_that_cannot_be_executed_exits_127_or_126_after_the_handshake() {
     let dir = TempDir::new("tlsd-noexec");
-    let (mut server, sock) = direct(TLSD, &["--", "/nonexistent/prog"], &tls_env(&dir), &dir);
+    for (prog, code, why) in unexecutable_progs(&dir) {
+        let (mut server, sock) = direct(TLSD, &["--", &prog], &tls_env(&dir), &dir);
+        let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
+        client.handshake().unwrap();
+        let (data, _) = client.recv_to_end();
+        assert_eq!(data, b"", "{prog}");
+        assert_eq!(server.exit_code(), code, "{prog}");
+        assert_eq!(
+            server.stderr(),
+            format!("s6-tlsd: fatal: unable to exec {prog}: {why}\n")
+        );
+    }
+}
+
+/// Inherited signal dispositions are cleaned: with SIGCHLD ignored (the
+/// kernel would reap the engine itself) a failed handshake still gives
+/// the engine's code and its one line, and prog gets nothing ignored or
+/// blocked.
+#[test]
+fn ignored_sigchld_and_blocked_signals_are_not_inherited() {
+    let dir = TempDir::new("tlsd-signals");
+    let mut cmd = Command::new(TLSD);
+    cmd.arg("--").args(SIGNAL_STATE);
+    with_dirty_signals(&mut cmd);
+    let (mut server, mut sock) = direct_cmd(cmd, &tls_env(&dir), &dir);
+    superserver::write_all(&mut sock, b"GET / HTTP/1.0\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = sock.read_to_end(&mut rest);
+    assert_eq!(server.exit_code(), 98, "{:?}", server.stderr());
+    let stderr = server.stderr();
+    assert!(stderr.starts_with("s6-tlsd-io: fatal: "), "{stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+
+    let mut cmd = Command::new(TLSD);
+    cmd.arg("--").args(SIGNAL_STATE);
+    with_dirty_signals(&mut cmd);
+    let (mut server, sock) = direct_cmd(cmd, &tls_env(&dir), &dir);
     let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
     client.handshake().unwrap();
     let (data, _) = client.recv_to_end();
-    assert_eq!(data, b"");
-    assert_eq!(server.exit_code(), 111);
-    assert_eq!(
-        server.stderr(),
-        "s6-tlsd: fatal: unable to exec /nonexistent/prog: No such file or directory\n"
-    );
+    assert_clean_signals(&data);
+    assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
 }

@@ -99,9 +99,14 @@ fn descriptors_that_are_not_numbers_are_100() {
             &["-d", "5", "3", "3"],
             "fdr, fdw and notif must be distinct",
         ),
-        (&["0", "4"], "fdr, fdw and notif must be distinct"),
+        (&["0", "4"], "fdr must be 3 or more"),
+        (&["3", "1"], "fdw must be 3 or more"),
+        (&["2", "4"], "fdr must be 3 or more"),
+        (&["3", "2"], "fdw must be 3 or more"),
+        (&["-d", "1", "3", "4"], "notif must be 3 or more"),
+        (&["-d2", "3", "4"], "notif must be 3 or more"),
         (
-            &["-d", "1", "3", "4"],
+            &["-d", "4", "3", "4"],
             "fdr, fdw and notif must be distinct",
         ),
     ] {
@@ -427,8 +432,11 @@ fn sni_pair_errors_are_96() {
         96,
         "CERTFILE:b.example.org is set but KEYFILE:b.example.org is not",
     );
-    run(&["-k", "2"], named("KEYFILE:*.com", Some("CERTFILE:*.com")))
-        .assert_fatal(96, "KEYFILE:*.com: not a usable server name");
+    run(
+        &["-k", "2"],
+        named("KEYFILE:a.*.com", Some("CERTFILE:a.*.com")),
+    )
+    .assert_fatal(96, "KEYFILE:a.*.com: not a usable server name");
     // A named pair's files are checked like the plain pair's.
     let nowhere = dir.path().join("nowhere");
     let mut env = named("KEYFILE:mail.example.org", None);
@@ -641,6 +649,37 @@ fn privilege_drop() {
     s.engine.close_app_in();
     assert_eq!(s.engine.app_read_to_eof(), b"");
     s.engine.wait().assert_clean(0);
+
+    // Half a drop (one of the two ids) is done as asked, with a warning.
+    for (var, uid, gid, warning) in [
+        (
+            "TLS_GID",
+            "0\t0\t0\t0",
+            "65534\t65534\t65534\t65534",
+            "s6-tlsd-io: warning: TLS_GID is set but TLS_UID is not: the engine keeps running as root (uid 0) while it reads the peer's data\n",
+        ),
+        (
+            "TLS_UID",
+            "65534\t65534\t65534\t65534",
+            "0\t0\t0\t0",
+            "s6-tlsd-io: warning: TLS_UID is set but TLS_GID is not: the engine keeps group 0 while it reads the peer's data\n",
+        ),
+    ] {
+        let spawn = Spawn::new(["3", "4"])
+            .app(3, 4)
+            .cert(&cert, &key)
+            .env(var, "65534");
+        let mut s = session(spawn, &ClientSetup::new(), "localhost");
+        s.client.send(b"x").unwrap();
+        assert_eq!(s.engine.app_read_exact(1), b"x");
+        assert_eq!(s.engine.proc_status("Uid"), uid, "{var}");
+        assert_eq!(s.engine.proc_status("Gid"), gid, "{var}");
+        s.client.close_notify().unwrap();
+        s.engine.close_app_in();
+        let exit = s.engine.wait();
+        assert_eq!(exit.code, Some(0), "{var}");
+        assert_eq!(exit.stderr, warning, "{var}");
+    }
 
     // Without the variables, nothing is dropped.
     let dir = TempDir::new("privs0");

@@ -18,6 +18,13 @@ const BOTH: [Versions; 2] = [Versions::Tls13, Versions::Tls12];
 /// Runs a session to its clean end (data both ways, close_notify, the
 /// app's EOF) and returns the information string from fd 5.
 fn info_of(spawn: Spawn, setup: &ClientSetup, server_name: &str) -> Vec<u8> {
+    let (info, exit) = info_and_exit(spawn, setup, server_name);
+    exit.assert_clean(0);
+    info
+}
+
+/// [`info_of`], and how the engine ended.
+fn info_and_exit(spawn: Spawn, setup: &ClientSetup, server_name: &str) -> (Vec<u8>, Exit) {
     let mut s = session(spawn, setup, server_name);
     let info = s.engine.read_notification();
     s.client.send(b"ping").unwrap();
@@ -27,8 +34,7 @@ fn info_of(spawn: Spawn, setup: &ClientSetup, server_name: &str) -> Vec<u8> {
     s.client.close_notify().unwrap();
     assert_eq!(s.engine.app_read_to_eof(), b"");
     s.engine.close_app_in();
-    s.engine.wait().assert_clean(0);
-    info
+    (info, s.engine.wait())
 }
 
 /// The value of one entry of an information string.
@@ -175,6 +181,33 @@ fn subject_formats_and_escaping() {
             Some(format!("SHA256:{}", leaf.sha256()))
         );
     }
+}
+
+/// A subject is the peer's text: at -v2 its controls are escaped in the
+/// log, so a CA-issued certificate cannot forge a line (or a terminal
+/// sequence) there, while the information string keeps its bytes.
+#[test]
+fn a_logged_subject_cannot_forge_a_line() {
+    let cn = "evil\ns6-tlsd-io: fatal: forged\r\u{1b}[2K\u{202e}";
+    let leaf = pki()
+        .ca
+        .client(&[(DnType::CommonName, cn)], KeyKind::EcdsaP256);
+    let dir = TempDir::new("log-injection");
+    let (info, exit) = info_and_exit(
+        with_ca(&dir, &["-y", "-v2"]),
+        &ClientSetup::new().identity(&leaf),
+        "localhost",
+    );
+    let subject = entry(&info, "SSL_PEER_CERT_SUBJECT").expect("a subject");
+    assert_eq!(subject, format!("CN={}", cn.replace('\n', "\\\n")));
+    assert_eq!(exit.code, Some(0), "{:?}", exit.stderr);
+    assert_eq!(exit.stderr.lines().count(), 1, "{:?}", exit.stderr);
+    assert!(
+        exit.stderr
+            .ends_with(" client=CN=evil\\\\x0as6-tlsd-io: fatal: forged\\x0d\\x1b[2K\\u{202e}\n"),
+        "{:?}",
+        exit.stderr
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -777,6 +810,21 @@ impl SniSetup {
         spawn: Spawn,
         name: &str,
     ) -> (rustls::pki_types::CertificateDer<'static>, Option<String>) {
+        let (leaf, sni, exit) = self.presented_and_exit(spawn, name);
+        exit.assert_clean(0);
+        (leaf, sni)
+    }
+
+    /// [`SniSetup::presented`], and how the engine ended.
+    fn presented_and_exit(
+        &self,
+        spawn: Spawn,
+        name: &str,
+    ) -> (
+        rustls::pki_types::CertificateDer<'static>,
+        Option<String>,
+        Exit,
+    ) {
         let setup = ClientSetup::new().trust(Trust::Any);
         let mut s = session(spawn, &setup, name);
         let info = s.engine.read_notification();
@@ -784,9 +832,46 @@ impl SniSetup {
         s.client.close_notify().unwrap();
         assert_eq!(s.engine.app_read_to_eof(), b"");
         s.engine.close_app_in();
-        s.engine.wait().assert_clean(0);
-        (leaf, entry(&info, "SSL_TLS_SNI_SERVERNAME"))
+        let exit = s.engine.wait();
+        (leaf, entry(&info, "SSL_TLS_SNI_SERVERNAME"), exit)
     }
+}
+
+/// A `*.tld` pair (which s6-networking never matches) is skipped with a
+/// warning at -v1 and up: every name still gets its pair or the default.
+#[test]
+fn sni_bare_tld_wildcard_pair_is_skipped() {
+    let t = SniSetup::new();
+    let tld = pki().ca.server(&["a.test"], KeyKind::EcdsaP256);
+    let (tc, tk) = tld.write(&t.dir, "tld");
+    let spawn = |verbosity: &str| {
+        t.spawn(&["-k1", verbosity], true)
+            .env("CERTFILE:*.test", &tc)
+            .env("KEYFILE:*.test", &tk)
+    };
+    let warning = "s6-tlsd-io: warning: KEYFILE:*.test: a wildcard over a top-level domain never matches: pair skipped\n";
+    for (name, expected) in [
+        ("a.test", &t.default),
+        ("mail.example.org", &t.mail),
+        ("a.wild.example.org", &t.wild),
+        ("127.0.0.1", &t.default),
+    ] {
+        let (leaf, _, exit) = t.presented_and_exit(spawn("-v1"), name);
+        assert_eq!(leaf, expected.cert, "{name}");
+        assert_eq!(exit.code, Some(0), "{name}: {:?}", exit.stderr);
+        assert_eq!(exit.stderr, warning, "{name}");
+    }
+    let (leaf, _, exit) = t.presented_and_exit(spawn("-v0"), "a.test");
+    assert_eq!(leaf, t.default.cert);
+    exit.assert_clean(0);
+    // -k2: only the named pairs, and a.test has none.
+    let k2 = t
+        .spawn(&["-k2"], false)
+        .env("CERTFILE:*.test", &tc)
+        .env("KEYFILE:*.test", &tk);
+    let (leaf, _, exit) = t.presented_and_exit(k2, "mail.example.org");
+    assert_eq!(leaf, t.mail.cert);
+    assert_eq!(exit.stderr, warning);
 }
 
 #[test]

@@ -17,14 +17,15 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::{Duration, Instant};
 use superserver::{
-    direct, env_with, read_line, read_to_eof, tls_env, Dump, Group, Kind, SuperServer, Trailer,
-    TESTAPP, TLS_VARIABLES, UCSPITLSD,
+    assert_clean_signals, direct, direct_cmd, env_with, read_line, read_to_eof, testapp_exe,
+    tls_env, unexecutable_progs, with_dirty_signals, Dump, Group, Kind, SuperServer, Trailer,
+    SIGNAL_STATE, TLS_VARIABLES, UCSPITLSD,
 };
 
 /// `s6-ucspitlsd OPTS -- s6-tls-testapp APP...` on a fresh connection.
 fn ucspitlsd(dir: &TempDir, opts: &[&str], app: &[&str]) -> (Group, std::net::TcpStream) {
     let mut args = opts.to_vec();
-    args.extend(["--", TESTAPP]);
+    args.extend(["--", testapp_exe()]);
     args.extend(app);
     direct(UCSPITLSD, &args, &tls_env(dir), dir)
 }
@@ -164,7 +165,7 @@ fn dump_under(kind: Kind, opts: &[&str]) -> (Dump, Vec<(String, String)>) {
     let env = env_with(&dir, &[("KEEPME", "yes")]);
     let mut cmd = vec![UCSPITLSD];
     cmd.extend(opts);
-    cmd.extend(["--", TESTAPP, "dump"]);
+    cmd.extend(["--", testapp_exe(), "dump"]);
     let server = SuperServer::start(kind, &cmd, &env, &dir);
     let mut sock = server.connect();
     let text = read_to_eof(&mut sock);
@@ -232,7 +233,7 @@ fn options_after_prog_belong_to_prog() {
     let dir = TempDir::new("ucspi-argv");
     let (mut server, mut sock) = direct(
         UCSPITLSD,
-        &["-v2", TESTAPP, "dump", "-", "-Z", "--", "-S"],
+        &["-v2", testapp_exe(), "dump", "-", "-Z", "--", "-S"],
         &tls_env(&dir),
         &dir,
     );
@@ -637,12 +638,12 @@ fn usage_errors_exit_100_before_anything_runs() {
     for args in [
         &[][..],
         &["-v2"],
-        &["-x", TESTAPP, "dump"],
-        &["-v", "two", TESTAPP, "dump"],
-        &["-K", "-1", TESTAPP, "dump"],
-        &["--nope", TESTAPP, "dump"],
-        &["--keep=1", TESTAPP, "dump"],
-        &["-d", "3", TESTAPP, "dump"],
+        &["-x", testapp_exe(), "dump"],
+        &["-v", "two", testapp_exe(), "dump"],
+        &["-K", "-1", testapp_exe(), "dump"],
+        &["--nope", testapp_exe(), "dump"],
+        &["--keep=1", testapp_exe(), "dump"],
+        &["-d", "3", testapp_exe(), "dump"],
     ] {
         let dir = TempDir::new("ucspi-usage");
         let (mut server, mut sock) = direct(UCSPITLSD, args, &tls_env(&dir), &dir);
@@ -658,21 +659,19 @@ fn usage_errors_exit_100_before_anything_runs() {
     }
 }
 
+/// prog not found: 127; found but not executable: 126 (skalibs' codes).
 #[test]
-fn prog_that_cannot_be_executed_exits_111_and_the_helper_goes_quietly() {
+fn prog_that_cannot_be_executed_exits_127_or_126_and_the_helper_goes_quietly() {
     let dir = TempDir::new("ucspi-noexec");
-    let (mut server, mut sock) = direct(
-        UCSPITLSD,
-        &["--", "/nonexistent/prog"],
-        &tls_env(&dir),
-        &dir,
-    );
-    assert_eq!(read_to_eof(&mut sock), b"", "the connection closes");
-    assert_eq!(server.exit_code(), 111);
-    assert_eq!(
-        server.stderr(),
-        "s6-ucspitlsd: fatal: unable to exec /nonexistent/prog: No such file or directory\n"
-    );
+    for (prog, code, why) in unexecutable_progs(&dir) {
+        let (mut server, mut sock) = direct(UCSPITLSD, &["--", &prog], &tls_env(&dir), &dir);
+        assert_eq!(read_to_eof(&mut sock), b"", "{prog}: the connection closes");
+        assert_eq!(server.exit_code(), code, "{prog}");
+        assert_eq!(
+            server.stderr(),
+            format!("s6-ucspitlsd: fatal: unable to exec {prog}: {why}\n")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -712,7 +711,7 @@ fn the_library_says_clearly_what_is_missing_and_closes_nothing() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut cmd = std::process::Command::new(TESTAPP);
+        let mut cmd = std::process::Command::new(testapp_exe());
         cmd.args(["hash", "0", "0"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());
@@ -721,4 +720,32 @@ fn the_library_says_clearly_what_is_missing_and_closes_nothing() {
         let stderr = app.stderr();
         assert!(stderr.contains(expected), "{env:?}: {stderr:?}");
     }
+}
+
+/// prog gets clean signal dispositions whatever s6-ucspitlsd inherited:
+/// nothing ignored (SIGCHLD included), nothing blocked.
+#[test]
+fn prog_inherits_no_ignored_or_blocked_signal() {
+    let dir = TempDir::new("ucspi-signals");
+    let mut cmd = std::process::Command::new(UCSPITLSD);
+    cmd.arg("--").args(SIGNAL_STATE);
+    with_dirty_signals(&mut cmd);
+    let (mut server, mut sock) = direct_cmd(cmd, &tls_env(&dir), &dir);
+    let out = read_to_eof(&mut sock);
+    assert_clean_signals(&out);
+    assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
+}
+
+/// `Ucspi::from_env` takes the descriptors once per process: a second
+/// call, while the first owner holds them, is refused, so no descriptor
+/// ever gets two owners (a double close of whatever reused its number).
+#[test]
+fn the_library_takes_the_descriptors_once_per_process() {
+    let dir = TempDir::new("ucspi-twice");
+    let (mut server, mut sock) = ucspitlsd(&dir, &["-v2"], &["take-twice"]);
+    assert_eq!(
+        String::from_utf8_lossy(&read_to_eof(&mut sock)),
+        "second: the UCSPI-TLS descriptors were already taken: Ucspi::from_env succeeds once per process\n"
+    );
+    assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
 }

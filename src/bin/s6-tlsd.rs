@@ -4,7 +4,5 @@ use s6_tls::cli::opts::Program;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    s6_tls::cli::main(Program::Tlsd, |opts, prog, _log| {
-        s6_tls::programs::tlsd::run(opts, prog)
-    })
+    s6_tls::cli::main(Program::Tlsd, s6_tls::programs::tlsd::run)
 }

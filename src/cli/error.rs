@@ -16,6 +16,10 @@ pub const EXIT_TLS: u8 = 98;
 pub const EXIT_USAGE: u8 = 100;
 /// A system call failed.
 pub const EXIT_SYS: u8 = 111;
+/// prog exists but cannot be executed (skalibs' convention).
+pub const EXIT_CANNOT_EXEC: u8 = 126;
+/// prog was not found (skalibs' convention).
+pub const EXIT_NOT_FOUND: u8 = 127;
 
 /// A fatal error: printed once as `PROGNAME: fatal: message`, then the
 /// process exits with `code`.
@@ -44,6 +48,12 @@ impl Fatal {
             usage: Some(usage_line.into()),
             ..Self::new(EXIT_USAGE, problem)
         }
+    }
+
+    /// Exit with `code` without a message: another process (the engine)
+    /// has already said why, and one failure gets one line.
+    pub fn already_reported(code: u8) -> Self {
+        Self::new(code, String::new())
     }
 
     /// Exit 100 for a missing or invalid environment variable or argument.

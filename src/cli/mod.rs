@@ -1,7 +1,7 @@
 //! The command line and what a program says on its way out: option
 //! parsing, messages, the error type and its exit codes, and the `main`
-//! every program shares (parse the command line, run, and turn a failure
-//! into its one message and its exit code).
+//! every program shares (clean signal dispositions, parse the command
+//! line, run, and turn a failure into its one message and its exit code).
 
 pub mod error;
 pub mod log;
@@ -10,6 +10,7 @@ pub mod opts;
 use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::{Options, Program};
+use crate::plumbing::{self, Sigpipe};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -23,10 +24,12 @@ pub fn main(
         verbosity: 1,
     };
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let result = opts::parse(program, &args).and_then(|(opts, operands)| {
-        log.verbosity = opts.verbosity;
-        body(&opts, &operands, &log)
-    });
+    let result = plumbing::reset_signals(Sigpipe::Ignored)
+        .and_then(|()| opts::parse(program, &args))
+        .and_then(|(opts, operands)| {
+            log.verbosity = opts.verbosity;
+            body(&opts, &operands, &log)
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -223,12 +223,9 @@ fn value_at(args: &[OsString], i: usize, option: &str) -> Result<String, String>
     let word = args
         .get(i)
         .ok_or_else(|| format!("option {option} needs a value"))?;
-    word.to_str().map(str::to_owned).ok_or_else(|| {
-        format!(
-            "option {option}: {} is not a number",
-            word.to_string_lossy()
-        )
-    })
+    word.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("option {option}: {word:?} is not a number"))
 }
 
 /// Records one option, or says why its value is not acceptable.
@@ -261,7 +258,7 @@ fn apply(opts: &mut Options, spec: &Spec, value: Option<&str>) -> Result<(), Str
         "notification-fd" => {
             opts.notif_fd = Some(i32::try_from(number()?).map_err(|_| {
                 format!(
-                    "notification-fd {} is not a descriptor number",
+                    "notification-fd {:?} is not a descriptor number",
                     value.unwrap_or_default()
                 )
             })?)

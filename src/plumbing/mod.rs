@@ -5,15 +5,16 @@
 pub mod fds;
 pub mod privs;
 
-use crate::cli::error::Fatal;
+use crate::cli::error::{Fatal, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use crate::cli::opts::{engine_args, Options};
+use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{dup2, execv, execvpe, ForkResult};
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
@@ -48,9 +49,13 @@ pub fn keep_on_exec(fd: &OwnedFd) -> Result<(), Fatal> {
 }
 
 /// Makes `fd` the descriptor number `target` (0 or 1), kept on exec.
+/// `target` then belongs to the process's standard descriptors, not to
+/// an `OwnedFd`: nothing here may close it.
 pub fn move_to(fd: OwnedFd, target: i32) -> Result<(), Fatal> {
     if fd.as_raw_fd() == target {
-        return keep_on_exec(&fd);
+        keep_on_exec(&fd)?;
+        let _ = fd.into_raw_fd();
+        return Ok(());
     }
     // SAFETY: `target` is 0 or 1, which this process owns as its standard
     // descriptors; dup2 replaces it atomically and we never close it here.
@@ -112,8 +117,58 @@ fn cstring(s: &OsStr) -> Result<CString, Fatal> {
     })
 }
 
-/// Executes prog (searched in PATH) with the given environment, SIGPIPE
-/// back to its default disposition.
+/// What SIGPIPE becomes in [`reset_signals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sigpipe {
+    /// Our own processes: a closed pipe or socket is an EPIPE to handle.
+    Ignored,
+    /// prog: the disposition every program expects to start with.
+    Default,
+}
+
+/// Every ignored signal back to its default disposition and none blocked,
+/// SIGPIPE aside. A super-server or shell may leave SIGCHLD ignored
+/// (children are then reaped by the kernel and `waitpid` fails) or
+/// signals blocked, and both survive exec. Handlers do not survive exec,
+/// so any found here are the Rust runtime's own and stay; the numbers the
+/// C library reserves for itself refuse `sigaction` and are left alone.
+pub fn reset_signals(sigpipe: Sigpipe) -> Result<(), Fatal> {
+    use nix::libc;
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is a valid out-parameter, and a null
+        // new action only reads the current one.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut current) } != 0 {
+            continue;
+        }
+        let wanted = match (sig, sigpipe) {
+            (libc::SIGPIPE, Sigpipe::Ignored) => libc::SIG_IGN,
+            (libc::SIGPIPE, Sigpipe::Default) => libc::SIG_DFL,
+            _ if current.sa_sigaction == libc::SIG_IGN => libc::SIG_DFL,
+            _ => continue,
+        };
+        let mut action = current;
+        action.sa_sigaction = wanted;
+        action.sa_flags = 0;
+        // SAFETY: only the default or ignore disposition is installed, so
+        // no code of ours ever runs in a signal context.
+        if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
+            return Err(Fatal::sys(
+                format!("reset the disposition of signal {sig}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| Fatal::sys("unblock signals", e))
+}
+
+/// Executes prog (searched in PATH) with the given environment and clean
+/// signal dispositions (SIGPIPE at its default, nothing ignored or
+/// blocked).
 pub fn exec_prog(argv: &[OsString], env: &[(OsString, OsString)]) -> Result<Infallible, Fatal> {
     let args = argv
         .iter()
@@ -128,16 +183,20 @@ pub fn exec_prog(argv: &[OsString], env: &[(OsString, OsString)]) -> Result<Infa
             CString::new(entry).map_err(|_| Fatal::usage("environment entry contains a NUL byte"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // SAFETY: restoring the default disposition changes no Rust state; the
-    // Rust runtime ignores SIGPIPE, and prog must not inherit that.
-    unsafe {
-        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
-    }
+    // The Rust runtime ignores SIGPIPE; prog must not inherit that.
+    reset_signals(Sigpipe::Default)?;
     let err = execvpe(&args[0], &args, &envp).unwrap_err();
-    Err(Fatal::sys(
-        format!("exec {}", argv[0].to_string_lossy()),
-        err,
-    ))
+    // skalibs' convention, which supervision logs are read with: 127 when
+    // prog is not found, 126 when it is there but cannot be executed.
+    let code = if err == Errno::ENOENT {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_EXEC
+    };
+    Err(Fatal {
+        code,
+        ..Fatal::sys(format!("exec {}", argv[0].to_string_lossy()), err)
+    })
 }
 
 /// Where s6-tlsd-io is: next to the running executable, else `None` (PATH).
@@ -177,6 +236,20 @@ pub fn exec_engine(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moving_a_descriptor_onto_itself_keeps_it_open_on_exec() {
+        let Pipe { read, write } = pipe().unwrap();
+        let n = read.as_raw_fd();
+        move_to(read, n).unwrap();
+        // SAFETY: F_GETFD only inspects the descriptor table entry.
+        let flags = unsafe { nix::libc::fcntl(n, nix::libc::F_GETFD) };
+        assert_eq!(flags, 0, "fd {n} open, close-on-exec cleared");
+        // SAFETY: move_to gave up ownership of `n`; the test takes it back
+        // to close it.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) });
+        drop(write);
+    }
 
     #[test]
     fn tls_variables() {

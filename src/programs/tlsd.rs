@@ -3,6 +3,7 @@
 //! environment and becomes prog with cleartext on fds 0/1.
 
 use crate::cli::error::{Fatal, EXIT_SYS};
+use crate::cli::log::Log;
 use crate::cli::opts::Options;
 use crate::info;
 use crate::plumbing::{self, Forked};
@@ -11,7 +12,7 @@ use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 
-pub fn run(opts: &Options, prog: &[OsString]) -> Result<(), Fatal> {
+pub fn run(opts: &Options, prog: &[OsString], log: &Log) -> Result<(), Fatal> {
     let engine = plumbing::engine_path();
     let to_engine = plumbing::pipe()?;
     let to_prog = plumbing::pipe()?;
@@ -32,7 +33,7 @@ pub fn run(opts: &Options, prog: &[OsString]) -> Result<(), Fatal> {
             drop((to_engine.read, to_prog.write, notify.write));
             let entries = match read_information(notify.read)? {
                 Some(entries) => entries,
-                None => return Err(engine_failure(child)),
+                None => return Err(engine_failure(child, log)),
             };
             let env = plumbing::prog_environment(opts.keep_env, &entries);
             plumbing::move_to(to_prog.read, 0)?;
@@ -66,19 +67,25 @@ fn read_information(fd: OwnedFd) -> Result<Option<Vec<info::Entry>>, Fatal> {
     }
 }
 
-/// The engine ended before the handshake: exit as it did (it has already
-/// said why).
-fn engine_failure(child: Pid) -> Fatal {
-    let code = loop {
+/// The engine ended before the handshake: exit as it did. Its own fatal
+/// line has said why, so this adds none of its own (one failure, one line).
+fn engine_failure(child: Pid, log: &Log) -> Fatal {
+    loop {
         match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => break code as u8,
-            Ok(WaitStatus::Signaled(..)) => break EXIT_SYS,
+            Ok(WaitStatus::Exited(_, code)) => {
+                log.info(&format!(
+                    "s6-tlsd-io exited {code} before the handshake completed"
+                ));
+                return Fatal::already_reported(code as u8);
+            }
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                return Fatal::new(
+                    EXIT_SYS,
+                    format!("s6-tlsd-io was killed by {signal} before the handshake completed"),
+                )
+            }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break EXIT_SYS,
+            Err(e) => return Fatal::sys("wait for s6-tlsd-io", e),
         }
-    };
-    Fatal::new(
-        code,
-        format!("s6-tlsd-io exited {code} before the handshake completed"),
-    )
+    }
 }

@@ -15,16 +15,21 @@ pub fn run(opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal
     let word = |i: usize| operands[i].to_string_lossy().into_owned();
     let fdr = parse_fd("fdr", &word(0))?;
     let fdw = parse_fd("fdw", &word(1))?;
-    let mut numbers = vec![0, 1, fdr, fdw];
-    numbers.extend(opts.notif_fd);
-    let distinct = numbers
+    let mut named = vec![("fdr", fdr), ("fdw", fdw)];
+    named.extend(opts.notif_fd.map(|fd| ("notif", fd)));
+    // 0 and 1 are the network and 2 is stderr: an engine owning one of
+    // them would close it under the program's feet.
+    if let Some((what, fd)) = named.iter().find(|(_, fd)| *fd < 3) {
+        return Err(Fatal::usage(format!(
+            "{what} must be 3 or more (0 and 1 are the network, 2 is stderr), not {fd}"
+        )));
+    }
+    let distinct = named
         .iter()
         .enumerate()
-        .all(|(i, n)| !numbers[..i].contains(n));
+        .all(|(i, (_, n))| !named[..i].iter().any(|(_, m)| m == n));
     if !distinct {
-        return Err(Fatal::usage(
-            "fdr, fdw and notif must be distinct from each other and from 0 and 1",
-        ));
+        return Err(Fatal::usage("fdr, fdw and notif must be distinct"));
     }
     let fds = Fds {
         net_in: own_fd("network input", 0)?,
@@ -35,6 +40,6 @@ pub fn run(opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal
     };
     let (uid, gid) = privs::ids_from_env()?;
     let config = config::server_config(opts, log)?;
-    privs::drop_privileges(uid, gid)?;
+    privs::drop_privileges(uid, gid, log)?;
     Tunnel::new(config, opts, fds, *log)?.run()
 }

@@ -34,7 +34,13 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
         }
     };
     let named = if opts.sni_level >= 1 {
-        sni::scan_env(std::env::vars_os())?
+        let scan = sni::scan_env(std::env::vars_os())?;
+        for var in &scan.skipped {
+            log.warn(&format!(
+                "{var}: a wildcard over a top-level domain never matches: pair skipped"
+            ));
+        }
+        scan.pairs
     } else {
         Vec::new()
     };

@@ -7,7 +7,7 @@ use crate::cli::error::{describe_io, Fatal};
 use crate::cli::log::Log;
 use crate::tls::errors::{self, describe};
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
-use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
@@ -36,19 +36,67 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
-fn pem_sections(bytes: &[u8]) -> impl Iterator<Item = Result<(SectionKind, Vec<u8>), String>> + '_ {
-    <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes).map(|r| r.map_err(|e| errors::pem(&e)))
+/// One `-----BEGIN LABEL-----` ... `-----END LABEL-----` block of a PEM
+/// file, found without decoding anything.
+struct PemBlock<'a> {
+    label: &'a [u8],
+    /// The block's text, its BEGIN and END lines included.
+    text: &'a [u8],
+    /// The lines between BEGIN and END, trimmed.
+    body: Vec<&'a [u8]>,
+}
+
+/// The PEM blocks of `text`, in order; text outside blocks is ignored.
+/// Finding a block copies nothing out of `text` (a file's wiped buffer),
+/// so a block the caller does not want, such as a private key in a
+/// combined CERTFILE, is never decoded or copied anywhere.
+fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<PemBlock<'_>, String>> + '_ {
+    let mut lines = text
+        .split_inclusive(|&b| b == b'\n')
+        .scan(0, |offset, line| {
+            let start = *offset;
+            *offset += line.len();
+            Some((start, *offset, line.trim_ascii()))
+        });
+    std::iter::from_fn(move || {
+        let (start, label) = lines.by_ref().find_map(|(start, _, line)| {
+            let label = line
+                .strip_prefix(b"-----BEGIN ")
+                .and_then(|l| l.strip_suffix(b"-----"))?;
+            Some((start, label))
+        })?;
+        let end = [b"-----END ", label, b"-----"].concat();
+        let mut body = Vec::new();
+        for (_, stop, line) in lines.by_ref() {
+            if line == end.as_slice() {
+                return Some(Ok(PemBlock {
+                    label,
+                    text: &text[start..stop],
+                    body,
+                }));
+            }
+            body.push(line);
+        }
+        Some(Err(format!(
+            "PEM block {} has no END line",
+            String::from_utf8_lossy(label)
+        )))
+    })
 }
 
 /// Parses a certificate chain: every CERTIFICATE in a PEM file, leaf
 /// first, or one DER certificate. Each must be a well-formed X.509
-/// certificate.
+/// certificate. Other PEM blocks (a private key, when CERTFILE and
+/// KEYFILE are one file) are skipped undecoded.
 pub fn parse_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<CertificateDer<'static>> = if looks_like_pem(bytes) {
         let mut certs = Vec::new();
-        for section in pem_sections(bytes) {
-            if let (SectionKind::Certificate, der) = section? {
-                certs.push(CertificateDer::from(der));
+        for block in pem_blocks(bytes) {
+            let block = block?;
+            if block.label == b"CERTIFICATE" {
+                let cert =
+                    CertificateDer::from_pem_slice(block.text).map_err(|e| errors::pem(&e))?;
+                certs.push(cert);
             }
         }
         certs
@@ -94,29 +142,18 @@ const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY
 /// general PEM parser's intermediate buffers would leave the key's base64
 /// text behind in freed memory.
 fn pem_private_key(text: &[u8]) -> Result<(&'static str, Zeroizing<Vec<u8>>), String> {
-    let mut lines = text.split(|&b| b == b'\n').map(|l| l.trim_ascii());
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .strip_prefix(b"-----BEGIN ")
-            .and_then(|l| l.strip_suffix(b"-----"))
-        else {
-            continue;
-        };
-        if label.starts_with(b"ENCRYPTED") {
+    for block in pem_blocks(text) {
+        let block = block?;
+        if block.label.starts_with(b"ENCRYPTED") {
             return Err("encrypted private keys are not supported".into());
         }
-        let Some(label) = KEY_LABELS.iter().find(|k| k.as_bytes() == label) else {
+        let Some(label) = KEY_LABELS.iter().find(|k| k.as_bytes() == block.label) else {
             continue;
         };
-        let end = format!("-----END {label}-----");
         // Reserved once, so the decoded key is never moved by a reallocation.
-        let mut der = Zeroizing::new(Vec::with_capacity(text.len() / 4 * 3 + 3));
+        let mut der = Zeroizing::new(Vec::with_capacity(block.text.len() / 4 * 3 + 3));
         let mut decoder = Base64::default();
-        for line in lines.by_ref() {
-            if line == end.as_bytes() {
-                decoder.finish()?;
-                return Ok((label, der));
-            }
+        for line in block.body {
             if line.contains(&b':') {
                 if line.windows(9).any(|w| w == b"ENCRYPTED") {
                     return Err("encrypted private keys are not supported".into());
@@ -125,7 +162,8 @@ fn pem_private_key(text: &[u8]) -> Result<(&'static str, Zeroizing<Vec<u8>>), St
             }
             decoder.feed(line, &mut der)?;
         }
-        return Err(format!("PEM block {label} has no END line"));
+        decoder.finish()?;
+        return Ok((label, der));
     }
     Err("no private key found".into())
 }
@@ -363,6 +401,27 @@ mod tests {
         assert!(decode("Zh==").is_err());
         assert!(decode("Zg==Zg").is_err());
         assert!(decode("Zm9v!").is_err());
+    }
+
+    /// A key block in a chain file is never decoded: not even base64 that
+    /// would not decode stops the chain from loading.
+    #[test]
+    fn chain_skips_other_blocks_undecoded() {
+        let cert = rcgen::generate_simple_self_signed(vec!["a.example".into()])
+            .unwrap()
+            .cert;
+        let key = "-----BEGIN PRIVATE KEY-----\n!not base64!\n-----END PRIVATE KEY-----\n";
+        for text in [
+            format!("{key}{}", cert.pem()),
+            format!("{}{key}", cert.pem()),
+        ] {
+            let chain = parse_chain(text.as_bytes()).unwrap();
+            assert_eq!(chain, [cert.der().clone()]);
+        }
+        let unterminated = format!("{}-----BEGIN PRIVATE KEY-----\nZm9v\n", cert.pem());
+        assert!(parse_chain(unterminated.as_bytes())
+            .unwrap_err()
+            .contains("no END"));
     }
 
     #[test]

@@ -24,12 +24,20 @@ pub struct NamedPair {
     pub key: OsString,
 }
 
+/// What the environment holds: the usable pairs, sorted by name, and the
+/// variable names (`KEYFILE:*.tld`) of the pairs skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub pairs: Vec<NamedPair>,
+    pub skipped: Vec<String>,
+}
+
 /// Finds every `KEYFILE:name` / `CERTFILE:name` pair. A name with only one
-/// half of its pair, a wildcard over a top-level domain, or two names that
-/// are the same once normalised are an error (96).
-pub fn scan_env(
-    vars: impl IntoIterator<Item = (OsString, OsString)>,
-) -> Result<Vec<NamedPair>, Fatal> {
+/// half of its pair, a name that is no DNS name, or two names that are the
+/// same once normalised are an error (96). A wildcard over a top-level
+/// domain (`*.test`) is skipped: s6-networking never matches one, so an
+/// existing configuration holding one must keep serving.
+pub fn scan_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Scan, Fatal> {
     let mut keys = Vec::new();
     let mut certs = Vec::new();
     for (var, value) in vars {
@@ -42,6 +50,7 @@ pub fn scan_env(
     }
     let shown = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
     let mut pairs = Vec::new();
+    let mut skipped = Vec::new();
     for (name, key) in keys {
         let Some(pos) = certs.iter().position(|(n, _)| *n == name) else {
             return Err(Fatal::config(format!(
@@ -52,6 +61,10 @@ pub fn scan_env(
         };
         let (_, cert) = certs.swap_remove(pos);
         let normal = std::str::from_utf8(&name).ok().and_then(normalize);
+        if normal.as_deref().is_some_and(is_tld_wildcard) {
+            skipped.push(format!("KEYFILE:{}", shown(&name)));
+            continue;
+        }
         let Some(normal) = normal.filter(|n| valid_pattern(n)) else {
             return Err(Fatal::config(format!(
                 "KEYFILE:{}: not a usable server name",
@@ -83,16 +96,29 @@ pub fn scan_env(
             w[0].0, w[1].0, w[0].1.name
         )));
     }
-    Ok(pairs.into_iter().map(|(_, pair)| pair).collect())
+    skipped.sort();
+    Ok(Scan {
+        pairs: pairs.into_iter().map(|(_, pair)| pair).collect(),
+        skipped,
+    })
+}
+
+fn plain_name(n: &str) -> bool {
+    !n.is_empty() && n.split('.').all(|l| !l.is_empty() && !l.contains('*'))
+}
+
+/// `*.` and one label: a wildcard over a top-level domain.
+fn is_tld_wildcard(name: &str) -> bool {
+    name.strip_prefix("*.")
+        .is_some_and(|parent| plain_name(parent) && !parent.contains('.'))
 }
 
 /// A name from the environment is a DNS name, or `*.` followed by a name
 /// of at least two labels (never `*.tld`).
 fn valid_pattern(name: &str) -> bool {
-    let plain = |n: &str| !n.is_empty() && n.split('.').all(|l| !l.is_empty() && !l.contains('*'));
     match name.strip_prefix("*.") {
-        Some(parent) => plain(parent) && parent.contains('.'),
-        None => plain(name),
+        Some(parent) => plain_name(parent) && parent.contains('.'),
+        None => plain_name(name),
     }
 }
 
@@ -177,24 +203,28 @@ mod tests {
     #[test]
     fn env_pairs() {
         let v = |a: &str, b: &str| (OsString::from(a), OsString::from(b));
-        let pairs = scan_env([
+        let scan = scan_env([
             v("KEYFILE:A.org", "k"),
             v("CERTFILE:A.org", "c"),
             v("PATH", "/bin"),
+            v("KEYFILE:*.Org.", "k"),
+            v("CERTFILE:*.Org.", "c"),
         ])
         .unwrap();
         assert_eq!(
-            pairs,
+            scan.pairs,
             vec![NamedPair {
                 name: "a.org".into(),
                 cert: "c".into(),
                 key: "k".into()
             }]
         );
+        assert_eq!(scan.skipped, ["KEYFILE:*.Org."]);
         assert_eq!(scan_env([v("KEYFILE:x.org", "k")]).unwrap_err().code, 96);
         assert_eq!(scan_env([v("CERTFILE:x.org", "c")]).unwrap_err().code, 96);
+        assert_eq!(scan_env([v("KEYFILE:*.org", "k")]).unwrap_err().code, 96);
         assert_eq!(
-            scan_env([v("KEYFILE:*.org", "k"), v("CERTFILE:*.org", "c")])
+            scan_env([v("KEYFILE:a.*", "k"), v("CERTFILE:a.*", "c")])
                 .unwrap_err()
                 .code,
             96

@@ -28,8 +28,11 @@ use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const UCSPITLSD: &str = env!("CARGO_BIN_EXE_s6-ucspitlsd");
-pub const FAULTAPP: &str = env!("CARGO_BIN_EXE_s6-tls-faultapp");
-pub const DEMO: &str = env!("CARGO_BIN_EXE_ucspitls-demo");
+
+#[path = "../support/examples.rs"]
+mod examples;
+#[allow(unused_imports)]
+pub use examples::{demo_exe, faultapp_exe};
 
 // ---------------------------------------------------------------- setup
 

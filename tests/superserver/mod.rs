@@ -24,8 +24,11 @@ use std::time::{Duration, Instant};
 
 pub const UCSPITLSD: &str = env!("CARGO_BIN_EXE_s6-ucspitlsd");
 pub const TLSD: &str = env!("CARGO_BIN_EXE_s6-tlsd");
-pub const TESTAPP: &str = env!("CARGO_BIN_EXE_s6-tls-testapp");
-pub const DEMO: &str = env!("CARGO_BIN_EXE_ucspitls-demo");
+
+#[path = "../support/examples.rs"]
+mod examples;
+#[allow(unused_imports)]
+pub use examples::{demo_exe, testapp_exe};
 
 /// How long a super-server may take to start listening.
 const READY: Duration = Duration::from_secs(10);
@@ -65,9 +68,12 @@ impl Group {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "spawn {:?}: {e} (scripts/packages lists the Debian packages the tests run; scripts/test installs them)",
+                cmd.get_program()
+            )
+        });
         Group {
             pid: child.id(),
             child: Some(child),
@@ -173,21 +179,95 @@ pub fn direct(
     env: &[(String, String)],
     dir: &TempDir,
 ) -> (Group, TcpStream) {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    direct_cmd(cmd, env, dir)
+}
+
+/// [`direct`] with a command prepared by the caller.
+pub fn direct_cmd(mut cmd: Command, env: &[(String, String)], dir: &TempDir) -> (Group, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
     set_timeouts(&client);
     let (server, _) = listener.accept().expect("accept");
     drop(listener);
     let out = server.try_clone().expect("dup socket");
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::from(OwnedFd::from(server)))
+    cmd.stdin(Stdio::from(OwnedFd::from(server)))
         .stdout(Stdio::from(OwnedFd::from(out)));
-    let name = Path::new(program).file_name().unwrap().to_string_lossy();
+    let name = Path::new(cmd.get_program())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let group = Group::spawn(cmd, env, dir, &name);
     // `cmd` held our copies of the server's socket: they are closed now,
     // so the client sees EOF exactly when the server side closes.
     (group, client)
+}
+
+/// Starts `cmd` as a careless super-server or shell would: SIGCHLD,
+/// SIGHUP and SIGTERM ignored, SIGTERM and SIGUSR1 blocked. All of it
+/// survives exec.
+pub fn with_dirty_signals(cmd: &mut Command) {
+    // SAFETY: between fork and exec the closure only calls signal,
+    // sigemptyset, sigaddset and sigprocmask, all async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::libc;
+            for sig in [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// progs that cannot be executed, each with the exit code skalibs'
+/// convention gives it (127 not found, 126 not executable) and the
+/// reason `exec` reports.
+pub fn unexecutable_progs(dir: &TempDir) -> Vec<(String, i32, &'static str)> {
+    let plain = dir.write("not-executable", "#!/bin/sh\n");
+    vec![
+        ("/nonexistent/prog".into(), 127, "No such file or directory"),
+        (
+            "s6-tls-not-in-path".into(),
+            127,
+            "No such file or directory",
+        ),
+        (
+            plain.to_string_lossy().into_owned(),
+            126,
+            "Permission denied",
+        ),
+    ]
+}
+
+/// A prog that prints its own blocked and ignored signal sets.
+pub const SIGNAL_STATE: &[&str] = &["/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"];
+
+/// Asserts that what [`SIGNAL_STATE`] printed shows nothing blocked and
+/// nothing ignored, but for signals 32 and 33, which the C library
+/// reserves (no program can change them through it).
+pub fn assert_clean_signals(output: &[u8]) {
+    let text = String::from_utf8_lossy(output);
+    let sets: Vec<(&str, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (name, hex) = l.split_once(":\t")?;
+            Some((name, u64::from_str_radix(hex, 16).ok()?))
+        })
+        .collect();
+    let names: Vec<&str> = sets.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["SigBlk", "SigIgn"], "{text:?}");
+    let reserved = 0b11 << 31;
+    for (name, set) in sets {
+        assert_eq!(set & !reserved, 0, "{name} {set:016x}: {text:?}");
+    }
 }
 
 pub fn set_timeouts(sock: &TcpStream) {
@@ -280,35 +360,60 @@ impl SuperServer {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
+}
+
+/// The inodes (as `socket:[N]`, the target of a /proc/PID/fd link) of the
+/// TCP sockets bound to 127.0.0.1:`port`: the listening one when `peer`
+/// is `None`, else the connected one whose peer is 127.0.0.1:`peer`.
+pub fn tcp_sockets(port: u16, peer: Option<u16>) -> Vec<String> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return Vec::new();
+    };
+    let local = format!("0100007F:{port:04X}");
+    let (remote, state) = match peer {
+        None => ("00000000:0000".to_owned(), "0A"),
+        Some(p) => (format!("0100007F:{p:04X}"), "01"),
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[2] == remote && f[3] == state)
+                .then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect()
+}
+
+/// Whether process `pid` has a descriptor on one of `sockets`.
+fn holds(pid: u32, sockets: &[String]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|target| sockets.iter().any(|i| target.as_os_str() == i.as_str()))
+}
+
+/// Every process holding one of `sockets`.
+pub fn holders(sockets: &[String]) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| holds(pid, sockets))
+        .collect()
 }
 
 /// Whether process `pid` holds a socket listening on 127.0.0.1:`port`
 /// (read from /proc, without connecting: a probe connection would run
 /// the served program once).
 fn listens(pid: u32, port: u16) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    let local = format!("0100007F:{port:04X}");
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
-        })
-        .collect();
-    if inodes.is_empty() {
-        return false;
-    }
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    let sockets = tcp_sockets(port, None);
+    !sockets.is_empty() && holds(pid, &sockets)
 }
 
 /// The TLS configuration of a server: CERTFILE/KEYFILE (the standard

@@ -25,6 +25,9 @@
 //!   `recv COUNT HEX sent COUNT HEX\n` and exit.
 //! - `reply SEND`: as `hash SEND eof`, but writing only after the read
 //!   reached EOF.
+//! - `take-twice`: take the descriptors with `Ucspi::from_env`, call it
+//!   again while holding them, print `second: ` and that call's error (or
+//!   `taken again`) on stdout, exit.
 //! - `write-then-read SEND FILE`: start TLS with `Y`, write SEND bytes,
 //!   close `SSLWRITEFD`, read to EOF, write the trailer into FILE, exit.
 
@@ -238,6 +241,14 @@ fn run(args: &[String]) -> Result<()> {
             drop(tls.writer);
             let received = recv_hash(&tls.reader, None)?;
             std::fs::write(file, trailer(received, sent))?;
+        }
+        "take-twice" => {
+            let _first = Ucspi::from_env()?;
+            let line = match Ucspi::from_env() {
+                Ok(_) => "second: taken again\n".to_owned(),
+                Err(e) => format!("second: {e}\n"),
+            };
+            stdout_file().write_all(line.as_bytes())?;
         }
         other => return Err(format!("unknown behaviour {other:?}").into()),
     }
