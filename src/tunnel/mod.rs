@@ -32,7 +32,9 @@
 //!
 //! - `state.rs`: the network connection and the state of each direction
 //!   (network to application: `Down`; application to network: `Up`), as
-//!   the close rules name them; each rule below is one transition there.
+//!   the close rules name them.
+//! - `down.rs` and `up.rs`: what moves each direction's bytes, and its
+//!   transitions; this file: the loop that runs both, and the poll.
 //! - `buffers.rs`: the two buffers, one read each.
 //! - `clock.rs`: `-K` and `--handshake-timeout`.
 //! - `linger.rs`: the end, whatever ended the tunnel (a normal end or an
@@ -51,11 +53,13 @@
 
 mod buffers;
 mod clock;
+mod down;
 mod linger;
 mod state;
 mod sys;
+mod up;
 
-use crate::cli::error::{describe_io, Fatal, EXIT_SYS};
+use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
 use crate::info;
@@ -64,13 +68,12 @@ use clock::Clock;
 use linger::{Limit, Linger};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
-use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
+use nix::sys::socket::{setsockopt, sockopt};
 use rustls::Connection;
 use state::{AppOut, Down, Network, Up};
-use std::io::{self, BufRead, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
-use sys::{queued_input, set_nonblocking, write_all_blocking, FdWriter};
+use sys::{set_nonblocking, write_all_blocking};
 
 /// The four descriptors of the tunnel, whatever their numbers, and the
 /// one the information string goes to after the handshake.
@@ -224,106 +227,6 @@ impl Tunnel {
         }
     }
 
-    /// The network is read during the handshake (it needs it), and after
-    /// it while the peer's data is delivered.
-    fn reads_network(&self) -> bool {
-        !self.handshake_done || self.down.is_open()
-    }
-
-    /// Network to application: deliver decrypted data, feed rustls what
-    /// we hold, read the socket when both are empty.
-    fn net_to_app(&mut self) -> Result<bool, Fatal> {
-        let mut progress = false;
-        loop {
-            if self.handshake_done && self.down.is_closed() {
-                return Ok(progress);
-            }
-            match self.deliver()? {
-                Delivery::Blocked => return Ok(progress),
-                Delivery::Some => {
-                    progress = true;
-                    continue;
-                }
-                Delivery::Empty => {}
-            }
-            if !self.buffers.net.pending().is_empty() {
-                self.feed_rustls()?;
-                progress = true;
-                continue;
-            }
-            if !self.reads_network() || !self.net.readable {
-                return Ok(progress);
-            }
-            if !self.read_net()? {
-                return Ok(progress);
-            }
-            progress = true;
-        }
-    }
-
-    /// Reads the socket; false if nothing came (would block).
-    fn read_net(&mut self) -> Result<bool, Fatal> {
-        loop {
-            match self.buffers.net.fill_from(self.net.input.as_fd()) {
-                Ok(0) => {
-                    self.on_peer_eof()?;
-                    return Ok(true);
-                }
-                Ok(n) => {
-                    self.clock.activity();
-                    if !self.buffers.net.is_full_read(n) {
-                        self.net.readable = false;
-                    }
-                    return Ok(true);
-                }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => {
-                    self.net.readable = false;
-                    return Ok(false);
-                }
-                Err(e) => return Err(Fatal::sys("read from network", e)),
-            }
-        }
-    }
-
-    /// Hands the bytes we hold to rustls and processes them.
-    fn feed_rustls(&mut self) -> Result<(), Fatal> {
-        let mut pending = self.buffers.net.pending();
-        let taken = match self.conn.read_tls(&mut pending) {
-            Ok(n) => n,
-            Err(e) => return Err(self.tls_failure(&e.to_string())),
-        };
-        self.buffers.net.consume(taken);
-        self.process()
-    }
-
-    fn process(&mut self) -> Result<(), Fatal> {
-        let processed = self.conn.process_new_packets();
-        // One batch of records can complete the handshake, carry
-        // application data, and end with a bad record: the handshake is
-        // done even if the batch then failed.
-        if !self.handshake_done && !self.conn.is_handshaking() {
-            self.on_handshake();
-        }
-        if let Err(e) = processed {
-            let error = self.tls_failure(&e.to_string());
-            if !self.handshake_done {
-                return Err(error);
-            }
-            // The records before the bad one were authentic, and rustls
-            // may have decrypted several at once: deliver their plaintext
-            // first (see failure_due), and read nothing more.
-            self.buffers.net.discard();
-            let out = match std::mem::replace(&mut self.down, Down::Closed) {
-                Down::Open(out) | Down::Draining(out) => Some(out),
-                Down::Failed { out, .. } => out,
-                Down::Closed => None,
-            };
-            self.down = Down::Failed { out, error };
-        }
-        Ok(())
-    }
-
     /// A TLS failure as the one line that reports it.
     fn tls_failure(&self, reason: &str) -> Fatal {
         let stage = if self.handshake_done {
@@ -332,236 +235,6 @@ impl Tunnel {
             "TLS handshake failed"
         };
         Fatal::tls(format!("{stage}: {reason}"))
-    }
-
-    /// The pending TLS error, once nothing decrypted before it is left to
-    /// deliver (or nobody reads it).
-    fn failure_due(&mut self) -> Option<Fatal> {
-        if !self.down.failed() {
-            return None;
-        }
-        if self.down.out().is_some() && self.plaintext_waiting() {
-            return None;
-        }
-        match std::mem::replace(&mut self.down, Down::Closed) {
-            Down::Failed { error, .. } => Some(error),
-            _ => unreachable!("checked above"),
-        }
-    }
-
-    fn plaintext_waiting(&mut self) -> bool {
-        matches!(self.conn.reader().fill_buf(), Ok(c) if !c.is_empty())
-    }
-
-    fn on_peer_eof(&mut self) -> Result<(), Fatal> {
-        self.net.eof = true;
-        self.net.readable = false;
-        // Let rustls see the EOF so it can tell close_notify from truncation.
-        let _ = self.conn.read_tls(&mut io::empty());
-        if !self.handshake_done {
-            return Err(Fatal::tls(
-                "TLS handshake failed: peer closed the connection",
-            ));
-        }
-        self.process()?;
-        if let Down::Open(_) = self.down {
-            let Down::Open(out) = std::mem::replace(&mut self.down, Down::Closed) else {
-                unreachable!("matched above");
-            };
-            self.down = Down::Draining(out);
-        }
-        Ok(())
-    }
-
-    /// Writes decrypted data to the application.
-    fn deliver(&mut self) -> Result<Delivery, Fatal> {
-        let draining = matches!(self.down, Down::Draining(_));
-        let Some(out) = self.down.out() else {
-            // Nobody to deliver to (only reachable during the handshake,
-            // when there is no application data yet, or after a failure).
-            return Ok(Delivery::Empty);
-        };
-        let mut reader = self.conn.reader();
-        let chunk = match reader.fill_buf() {
-            Ok([]) => {
-                // close_notify received: everything before it is delivered.
-                self.net.close_notify = true;
-                self.down.stop_delivering();
-                return Ok(Delivery::Blocked);
-            }
-            Ok(chunk) => chunk,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if draining {
-                    // EOF without close_notify, all delivered.
-                    return self.unclean_eof();
-                }
-                return Ok(Delivery::Empty);
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return self.unclean_eof(),
-            Err(e) => return Err(self.tls_failure(&e.to_string())),
-        };
-        if !out.writable {
-            return Ok(Delivery::Blocked);
-        }
-        match nix::unistd::write(&out.fd, chunk) {
-            Ok(n) => {
-                reader.consume(n);
-                Ok(Delivery::Some)
-            }
-            // Interrupted: nothing written, try again at once.
-            Err(Errno::EINTR) => Ok(Delivery::Some),
-            Err(Errno::EAGAIN) => {
-                out.writable = false;
-                Ok(Delivery::Blocked)
-            }
-            Err(Errno::EPIPE) => {
-                self.app_stopped_reading();
-                Ok(Delivery::Blocked)
-            }
-            Err(e) => Err(Fatal::sys("write to application", e)),
-        }
-    }
-
-    fn unclean_eof(&mut self) -> Result<Delivery, Fatal> {
-        if self.down.failed() {
-            // The failure, not the EOF after it, is the story.
-            return Ok(Delivery::Empty);
-        }
-        if self.opts.enforce_close_notify {
-            return Err(Fatal::tls(
-                "remote closed connection without a close_notify",
-            ));
-        }
-        self.down = Down::Closed;
-        Ok(Delivery::Blocked)
-    }
-
-    /// The application closed its reading end: nothing we receive can be
-    /// delivered any more, so stop receiving — once the handshake is done,
-    /// since the handshake itself needs the network, and the application
-    /// may still be writing (its data goes out after the handshake).
-    ///
-    /// The network is not `shutdown(SHUT_RD)`: it sends nothing, but on
-    /// Linux a socket shut down for reading whose FIN has been sent answers
-    /// any further data from the peer with an immediate reset, which
-    /// destroys what the peer has not acknowledged yet — the application's
-    /// last bytes, which must be delivered. The peer's data stays in the
-    /// socket, and flow control soon stops the peer.
-    fn app_stopped_reading(&mut self) {
-        self.log.debug("application stopped reading");
-        self.down.stop_delivering();
-    }
-
-    /// The application closed its writing end before the handshake. If it
-    /// wrote nothing, that is its EOF; otherwise its data goes out after
-    /// the handshake and the EOF is read then. Either way poll would keep
-    /// reporting the hang-up, so it is not watched again.
-    fn app_hung_up_early(&mut self) {
-        let Up::Waiting { fdr, hung_up } = &mut self.up else {
-            return;
-        };
-        if queued_input(fdr.as_fd()) == Some(0) {
-            self.up = Up::Ending {
-                close_notify_queued: false,
-            };
-        } else {
-            *hung_up = true;
-        }
-    }
-
-    /// Application to network: read cleartext while rustls's backlog is small.
-    fn app_to_net(&mut self) -> Result<bool, Fatal> {
-        let Up::Open { fdr, readable } = &mut self.up else {
-            return Ok(false);
-        };
-        // Only read more once everything encrypted so far is on the wire:
-        // the backlog never exceeds one read.
-        if !*readable || self.down.failed() || self.conn.wants_write() {
-            return Ok(false);
-        }
-        let buf = &mut self.buffers.app;
-        match nix::unistd::read(&*fdr, buf) {
-            Ok(0) => {
-                self.up = Up::Ending {
-                    close_notify_queued: false,
-                };
-                Ok(true)
-            }
-            Ok(n) => {
-                if n < buf.len() {
-                    *readable = false;
-                }
-                self.clock.activity();
-                self.conn
-                    .writer()
-                    .write_all(&buf[..n])
-                    .map_err(|e| self.tls_failure(&e.to_string()))?;
-                Ok(true)
-            }
-            Err(Errno::EINTR) => Ok(true),
-            Err(Errno::EAGAIN) => {
-                *readable = false;
-                Ok(false)
-            }
-            Err(e) => Err(Fatal::sys("read from application", e)),
-        }
-    }
-
-    /// Sends what rustls has encrypted.
-    fn flush_net(&mut self) -> Result<bool, Fatal> {
-        let mut progress = false;
-        while self.net.writable && self.conn.wants_write() {
-            let Some(fd) = sending(&self.up, &self.net) else {
-                return Ok(progress);
-            };
-            match self.conn.write_tls(&mut FdWriter(fd)) {
-                Ok(_) => progress = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.net.writable = false,
-                Err(e) => {
-                    return Err(Fatal::new(
-                        EXIT_SYS,
-                        format!("unable to write to network: {}", describe_io(&e)),
-                    ))
-                }
-            }
-        }
-        Ok(progress)
-    }
-
-    /// After the application's EOF and a full flush: close_notify with
-    /// -S, then (once that is flushed too) the half-close.
-    fn close_transitions(&mut self) -> bool {
-        let Up::Ending {
-            close_notify_queued,
-        } = &mut self.up
-        else {
-            return false;
-        };
-        if !self.handshake_done || self.down.failed() || self.conn.wants_write() {
-            return false;
-        }
-        if !*close_notify_queued {
-            *close_notify_queued = true;
-            if self.opts.close_notify {
-                self.conn.send_close_notify();
-            }
-            return true;
-        }
-        self.up = Up::Closed;
-        if let Some(fd) = self.net.output.take() {
-            if shutdown(fd.as_raw_fd(), Shutdown::Write).is_ok() {
-                self.net.output = Some(fd);
-            }
-            // Not a socket: closing our end is the only EOF we can give.
-        }
-        if self.opts.close_notify
-            && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2)
-        {
-            // TLS 1.2 has no half-close: the connection ends here.
-            self.down.stop_delivering();
-        }
-        true
     }
 
     fn on_handshake(&mut self) {
