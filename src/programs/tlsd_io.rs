@@ -1,14 +1,12 @@
-//! s6-tlsd-io: takes its descriptors, loads the TLS configuration, drops
-//! privileges, and runs the tunnel.
+//! s6-tlsd-io: takes its descriptors (the network on fds 0/1, `fdr fdw`
+//! and `-d notif` by number) and runs the server's engine on them.
 
-use crate::cli::error::{Fatal, EXIT_SETUP};
+use super::engine::{self, SERVER};
+use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
-use crate::info;
 use crate::plumbing::fds::{own_fd, parse_fd};
-use crate::plumbing::privs;
-use crate::tls::config;
-use crate::tunnel::{Fds, Peer, Tunnel};
+use crate::tunnel::Fds;
 use std::ffi::OsString;
 
 /// `operands` are `fdr fdw`, as the option parser checked.
@@ -34,14 +32,5 @@ pub fn run(opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal
         app_out: own_fd("fdw", fdw)?,
         notify: opts.notif_fd.map(|fd| own_fd("notif", fd)).transpose()?,
     };
-    let (uid, gid) = privs::ids_from_env()?;
-    let config = config::server_config(opts)?;
-    privs::drop_privileges(uid, gid)?;
-    let conn = rustls::ServerConnection::new(config)
-        .map_err(|e| Fatal::new(EXIT_SETUP, format!("unable to create TLS connection: {e}")))?;
-    let peer = Peer {
-        called: "client",
-        entries: Box::new(info::server_entries),
-    };
-    Tunnel::new(conn.into(), peer, opts, fds, *log)?.run()
+    engine::run(&SERVER, opts, fds, log)
 }
