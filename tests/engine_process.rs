@@ -101,18 +101,21 @@ fn assert_leftovers(prog: i32) {
     }
 }
 
-#[test]
-fn ucspitlsd_helper_becomes_the_engine_holding_only_its_descriptors() {
-    let dir = TempDir::new("engine-helper");
+/// A whole session of `program args...`: the engine checked while it
+/// runs, then a clean end.
+fn check_engine_of(program: &str, args: &[&str], exe: &str) {
+    let dir = TempDir::new("engine");
     let file = dir.path().join("info").to_string_lossy().into_owned();
-    let (mut server, mut client) =
-        session(&dir, UCSPITLSD, &["-v2", "--", TESTAPP, "info", "Y", &file]);
+    let args: Vec<&str> = args
+        .iter()
+        .map(|&a| if a == "FILE" { file.as_str() } else { a })
+        .collect();
+    let (mut server, mut client) = session(&dir, program, &args);
     let prog = server.pid as i32;
     let engine = engine_of(prog);
-    // The control socket, Y's notification channel, is closed once the
-    // information is sent.
-    let stderr = server.stderr();
-    assert_engine(engine, "s6-ucspitlsd", &["pipe", "pipe"], &stderr);
+    // A notification channel (s6-tlsd's pipe, the control socket after
+    // Y) is closed once the information is sent: the two pipe ends stay.
+    assert_engine(engine, exe, &["pipe", "pipe"], &server.stderr());
     assert_leftovers(prog);
     client.close_notify().unwrap();
     let (rest, end) = client.recv_to_end();
@@ -121,17 +124,12 @@ fn ucspitlsd_helper_becomes_the_engine_holding_only_its_descriptors() {
 }
 
 #[test]
+fn ucspitlsd_helper_becomes_the_engine_holding_only_its_descriptors() {
+    let args = ["-v2", "--", TESTAPP, "info", "Y", "FILE"];
+    check_engine_of(UCSPITLSD, &args, "s6-ucspitlsd");
+}
+
+#[test]
 fn tlsd_child_becomes_the_engine_holding_only_its_descriptors() {
-    let dir = TempDir::new("engine-child");
-    let (mut server, mut client) = session(&dir, TLSD, &["-v2", "--", "/bin/cat"]);
-    let prog = server.pid as i32;
-    let engine = engine_of(prog);
-    // The notification pipe is closed once the information is sent.
-    let stderr = server.stderr();
-    assert_engine(engine, "s6-tlsd", &["pipe", "pipe"], &stderr);
-    assert_leftovers(prog);
-    client.close_notify().unwrap();
-    let (rest, end) = client.recv_to_end();
-    assert_eq!((rest, end.unwrap()), (Vec::new(), End::Eof));
-    assert_eq!(server.exit_code(), 0, "{}", server.stderr());
+    check_engine_of(TLSD, &["-v2", "--", "/bin/cat"], "s6-tlsd");
 }
