@@ -204,7 +204,7 @@ fn readable(sock: &TcpStream, within: Duration) -> bool {
 #[test]
 fn a_client_that_never_reads_and_keeps_sending_cannot_hold_a_failed_engine() {
     let dir = TempDir::new("alert-bound");
-    let (server, sock) = Via::Ucspitlsd.start(&dir, &["hash", "1000000000", "eof"]);
+    let (mut server, sock) = Via::Ucspitlsd.start(&dir, &["hash", "1000000000", "eof"]);
     let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
     client.handshake().expect("handshake");
     wait_until_full(&client.sock);
@@ -228,6 +228,11 @@ fn a_client_that_never_reads_and_keeps_sending_cannot_hold_a_failed_engine() {
         }
         "sent everything"
     });
+    // prog learns of the failure at once: the engine closes its pipes
+    // before it lingers, and prints its last line after.
+    server.wait_within(DEADLINE);
+    let early = server.stderr();
+    assert!(!early.contains("s6-tlsd-io: fatal"), "{early}");
     let stderr = server.wait_stderr("s6-tlsd-io: fatal: TLS error");
     let took = started.elapsed();
     drop(client);
