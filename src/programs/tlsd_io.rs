@@ -1,13 +1,12 @@
-//! s6-tlsd-io: takes its descriptors, loads the TLS configuration, drops
-//! privileges, and runs the tunnel.
+//! s6-tlsd-io: takes its descriptors (the network on fds 0/1, `fdr fdw`
+//! and `-d notif` by number) and runs the server's engine on them.
 
+use super::engine::{self, SERVER};
 use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
 use crate::plumbing::fds::{own_fd, parse_fd};
-use crate::plumbing::privs;
-use crate::tls::config;
-use crate::tunnel::{Fds, Tunnel};
+use crate::tunnel::Fds;
 use std::ffi::OsString;
 
 /// `operands` are `fdr fdw`, as the option parser checked.
@@ -38,8 +37,5 @@ pub fn run(opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal
         app_out: own_fd("fdw", fdw)?,
         notify: opts.notif_fd.map(|fd| own_fd("notif", fd)).transpose()?,
     };
-    let (uid, gid) = privs::ids_from_env()?;
-    let config = config::server_config(opts, log)?;
-    privs::drop_privileges(uid, gid, log)?;
-    Tunnel::new(config, opts, fds, *log)?.run()
+    engine::run(&SERVER, opts, fds, log)
 }

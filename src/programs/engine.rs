@@ -1,0 +1,126 @@
+//! The TLS engine, for either role, run in the current process: what
+//! s6-tlsd-io does on its own descriptors ([`run`]), and what the helper
+//! of s6-ucspitlsd and the child of s6-tlsd do to become that engine
+//! without a second exec ([`become_engine`]).
+//!
+//! A role is a [`Role`]: the engine's program name and how its connection
+//! is made. The server's is [`SERVER`]. The client side adds its own
+//! (`name: "s6-tlsc-io"`, a `connect` that builds the client configuration
+//! from the options and the environment, the `ClientConnection` for the
+//! name given with `-k`, and a [`Peer`] whose entries describe the
+//! server's certificate) and passes it to the same functions, here and in
+//! [`super::starttls`] and [`super::immediate`], with its own network
+//! descriptor numbers ([`NetFds`]).
+
+use crate::cli::error::{Fatal, EXIT_SETUP};
+use crate::cli::log::Log;
+use crate::cli::opts::Options;
+use crate::info;
+use crate::plumbing::fds::{close_all_but, own_fd};
+use crate::plumbing::privs;
+use crate::tls::{config, errors};
+use crate::tunnel::{Fds, Peer, Tunnel};
+use rustls::Connection;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// What differs between the engines of the two roles.
+pub struct Role {
+    /// The engine's program name: its process name and the prefix of its
+    /// messages, whichever program runs it.
+    pub name: &'static str,
+    /// Reads every file the configuration needs (privileges are still
+    /// those of the start) and makes the connection, nothing sent yet,
+    /// with what the information string will say about the peer.
+    pub connect: Connect,
+}
+
+/// How a role makes its connection (see [`Role::connect`]); the log is for
+/// the warnings that loading the configuration may print.
+pub type Connect = fn(&Options, &Log) -> Result<(Connection, Peer), Fatal>;
+
+/// The server: s6-tlsd-io, and the engine of s6-ucspitlsd and s6-tlsd.
+pub const SERVER: Role = Role {
+    name: "s6-tlsd-io",
+    connect: server_connection,
+};
+
+fn server_connection(opts: &Options, log: &Log) -> Result<(Connection, Peer), Fatal> {
+    let config = config::server_config(opts, log)?;
+    let conn = rustls::ServerConnection::new(config).map_err(|e| {
+        Fatal::new(
+            EXIT_SETUP,
+            format!("unable to create TLS connection: {}", errors::describe(&e)),
+        )
+    })?;
+    let peer = Peer {
+        called: "client",
+        entries: Box::new(info::server_entries),
+    };
+    Ok((conn.into(), peer))
+}
+
+/// The descriptor numbers of the network connection (two different
+/// ones): 0 and 1 on the server side.
+#[derive(Debug, Clone, Copy)]
+pub struct NetFds {
+    pub read: RawFd,
+    pub write: RawFd,
+}
+
+impl NetFds {
+    /// A super-server's: the connection on stdin and stdout.
+    pub const STANDARD: NetFds = NetFds { read: 0, write: 1 };
+}
+
+/// Loads the configuration, drops privileges, and runs the tunnel, in
+/// this order: every file is read with the privileges of the start, and
+/// the first byte of the handshake is handled without them.
+pub fn run(role: &Role, opts: &Options, fds: Fds, log: &Log) -> Result<(), Fatal> {
+    let (uid, gid) = privs::ids_from_env()?;
+    let (conn, peer) = (role.connect)(opts, log)?;
+    privs::drop_privileges(uid, gid, log)?;
+    Tunnel::new(conn, peer, opts, fds, *log)?.run()
+}
+
+/// Turns this process into the role's engine, as if it had been
+/// executed with `net`, `fdr fdw` and `notify`: it takes the engine's name
+/// (so `ps` and `pgrep -x s6-tlsd-io` show it), holds no descriptor but
+/// these (and stderr), runs, and exits with the engine's message and code.
+pub fn become_engine(
+    role: &Role,
+    opts: &Options,
+    net: NetFds,
+    fdr: OwnedFd,
+    fdw: OwnedFd,
+    notify: Option<OwnedFd>,
+) -> ! {
+    let log = Log {
+        prog: role.name,
+        verbosity: opts.verbosity,
+    };
+    let result =
+        take_descriptors(role, net, fdr, fdw, notify).and_then(|fds| run(role, opts, fds, &log));
+    std::process::exit(crate::cli::conclude(&log, result).into())
+}
+
+fn take_descriptors(
+    role: &Role,
+    net: NetFds,
+    fdr: OwnedFd,
+    fdw: OwnedFd,
+    notify: Option<OwnedFd>,
+) -> Result<Fds, Fatal> {
+    let name = std::ffi::CString::new(role.name).expect("no NUL in a program name");
+    // Only what ps shows: nothing depends on it.
+    let _ = nix::sys::prctl::set_name(&name);
+    let mut keep = vec![net.read, net.write, fdr.as_raw_fd(), fdw.as_raw_fd()];
+    keep.extend(notify.as_ref().map(|fd| fd.as_raw_fd()));
+    close_all_but(&keep)?;
+    Ok(Fds {
+        net_in: own_fd("network input", net.read)?,
+        net_out: own_fd("network output", net.write)?,
+        app_in: fdr,
+        app_out: fdw,
+        notify,
+    })
+}
