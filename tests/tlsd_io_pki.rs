@@ -89,7 +89,7 @@ fn information_string_without_client_certificate_or_sni() {
         assert_eq!(
             info,
             b"SSL_PROTOCOL=TLSv1.3\0SSL_CIPHER=TLS_AES_256_GCM_SHA384\0SSL_TLS_SNI_SERVERNAME\0\
-              SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0\0",
+              SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0SSL_SESSION_RESUMED=Initial\0\0",
             "{d:?}: {}",
             String::from_utf8_lossy(&info)
         );
@@ -108,7 +108,7 @@ fn information_string_with_everything() {
     let expected = format!(
         "SSL_PROTOCOL=TLSv1.2\0SSL_CIPHER=ECDHE-ECDSA-AES128-GCM-SHA256\0\
          SSL_TLS_SNI_SERVERNAME=localhost\0SSL_PEER_CERT_HASH=SHA256:{}\0\
-         SSL_PEER_CERT_SUBJECT={CLIENT_FULL_SUBJECT}\0\0",
+         SSL_PEER_CERT_SUBJECT={CLIENT_FULL_SUBJECT}\0SSL_SESSION_RESUMED=Initial\0\0",
         sha256_hex(&client.cert)
     );
     assert_eq!(String::from_utf8(info).unwrap(), expected);

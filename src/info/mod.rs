@@ -1,7 +1,8 @@
 //! The connection information string sent after the handshake (`Y`, and
 //! s6-tlsd's notification pipe): `NAME=value\0` or bare `NAME\0` entries,
-//! terminated by one more `\0`. Encoder, decoder, and the five entries
-//! SPEC.md defines, built from a finished handshake.
+//! terminated by one more `\0`. Encoder, decoder, and the entries built
+//! from a finished handshake: the five of doc/s6-tlsd-io.md, then
+//! `SSL_SESSION_RESUMED`.
 
 pub mod dn;
 
@@ -92,7 +93,11 @@ pub fn cipher_name(suite: CipherSuite) -> String {
     known.to_owned()
 }
 
-/// The five entries of SPEC.md, in their order, for a finished handshake.
+/// The entries of a finished handshake, in their order: the five of
+/// doc/s6-tlsd-io.md, then whether a ticket resumed the session (as
+/// mod_ssl names it). A resumed session's PEER entries are the client
+/// certificate the original handshake verified: rustls restores it from
+/// the ticket.
 pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
     let protocol = conn
         .protocol_version()
@@ -109,12 +114,17 @@ pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
         format!("SHA256:{hex}")
     });
     let subject = leaf.and_then(|cert| crate::info::dn::format_subject(cert));
+    let resumed = match conn.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => "Resumed",
+        _ => "Initial",
+    };
     vec![
         ("SSL_PROTOCOL".into(), protocol),
         ("SSL_CIPHER".into(), cipher),
         ("SSL_TLS_SNI_SERVERNAME".into(), sni),
         ("SSL_PEER_CERT_HASH".into(), hash),
         ("SSL_PEER_CERT_SUBJECT".into(), subject),
+        ("SSL_SESSION_RESUMED".into(), Some(resumed.into())),
     ]
 }
 

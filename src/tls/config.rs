@@ -1,11 +1,13 @@
 //! The TLS server configuration, built from the environment (`CERTFILE`,
 //! `KEYFILE`, the SNI pairs, `CADIR`/`CAFILE`) and the options: protocol
-//! versions, client certificate policy, no session resumption.
+//! versions, client certificate policy, and session tickets when
+//! `TICKETKEYFILE` names a key file (no resumption at all otherwise).
 
 use crate::cli::error::Fatal;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::pki;
 use crate::tls::sni::{self, Selector};
+use crate::tls::tickets::{self, Ticketer};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::ServerConfig;
 use std::ffi::OsString;
@@ -72,9 +74,9 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
                 format!("unable to set up TLS: {e}"),
             )
         })?;
-    let builder = match opts.client_cert {
-        ClientCert::None => builder.with_no_client_auth(),
-        policy => {
+    let anchors = match opts.client_cert {
+        ClientCert::None => None,
+        _ => {
             let cadir = env_path("CADIR");
             let cafile = env_path("CAFILE");
             if cadir.is_none() && cafile.is_none() {
@@ -82,12 +84,41 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
                     "client certificates requested but neither CADIR nor CAFILE is set",
                 ));
             }
-            let roots = pki::load_anchors(
+            Some(pki::load_anchors(
                 cadir.as_deref().map(Path::new),
                 cafile.as_deref().map(Path::new),
+            )?)
+        }
+    };
+    let ticketer = match env_path("TICKETKEYFILE") {
+        Some(path) => {
+            let identity = tickets::service_identity(
+                default.iter().map(|pair| (None, &**pair)).chain(
+                    loaded
+                        .iter()
+                        .map(|(name, pair)| (Some(name.as_str()), &**pair)),
+                ),
+                opts.client_cert,
+                anchors.as_ref(),
+            );
+            let lifetime = tickets::parse_lifetime(
+                std::env::var_os("TICKETLIFETIME")
+                    .as_deref()
+                    .map(|v| v.to_str().unwrap_or("?")),
             )?;
+            let bytes = tickets::read_key_file(Path::new(&path))?;
+            let ticketer = Ticketer::new(&bytes, &identity, lifetime).map_err(|e| {
+                Fatal::config(format!("TICKETKEYFILE {}: {e}", Path::new(&path).display()))
+            })?;
+            Some(Arc::new(ticketer))
+        }
+        None => None,
+    };
+    let builder = match anchors {
+        None => builder.with_no_client_auth(),
+        Some(roots) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if policy == ClientCert::Optional {
+            let verifier = if opts.client_cert == ClientCert::Optional {
                 verifier.allow_unauthenticated()
             } else {
                 verifier
@@ -100,8 +131,16 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
     };
     let mut config = builder.with_cert_resolver(Arc::new(Selector::new(loaded, default)));
     config.ignore_client_order = true;
-    // One process per connection: nothing could ever resume a session.
+    // One process per connection: a server-side session cache would die
+    // with it, so sessions resume only from tickets sealed with the key
+    // file's keys. rustls never accepts 0-RTT data by default.
     config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
+    match ticketer {
+        Some(ticketer) => {
+            config.ticketer = ticketer;
+            config.send_tls13_tickets = 2;
+        }
+        None => config.send_tls13_tickets = 0,
+    }
     Ok(Arc::new(config))
 }

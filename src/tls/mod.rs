@@ -4,3 +4,4 @@
 pub mod config;
 pub mod pki;
 pub mod sni;
+pub mod tickets;
