@@ -867,24 +867,6 @@ fn s_client(
     (engine, openssl, stdin, stdout, stderr)
 }
 
-/// Reads `fd` until what was read contains `needle` (panics on EOF or
-/// after [`DEADLINE`]); returns everything read.
-fn read_until(fd: &std::os::fd::OwnedFd, needle: &str) -> String {
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        let mut buf = [0; 4096];
-        let n = read_some(fd.as_fd(), &mut buf, deadline).unwrap();
-        assert!(
-            n > 0,
-            "EOF before {needle:?}: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
-}
-
 /// TLS 1.3 key update requested by OpenSSL (`K`): answered, traffic
 /// goes on.
 #[test]

@@ -1577,6 +1577,24 @@ where
     stdout
 }
 
+/// Reads `fd` until what was read contains `needle` (panics on EOF or
+/// after [`DEADLINE`]); returns everything read.
+pub fn read_until(fd: &OwnedFd, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let mut buf = [0; 4096];
+        let n = read_some(fd.as_fd(), &mut buf, deadline).unwrap();
+        assert!(
+            n > 0,
+            "EOF before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
 /// Reads `r` to its end in a thread.
 pub fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
