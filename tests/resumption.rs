@@ -15,11 +15,8 @@ use der::{Any, Decode, Encode, Reader, SliceReader, Tag, TagNumber, Tagged};
 use rustls::client::Resumption;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind};
 use std::ffi::OsStr;
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use superserver::{direct, tls_env, Dump, TESTAPP, TLSD};
@@ -69,49 +66,12 @@ fn without_resumed(info: &[u8]) -> Vec<(String, Option<String>)> {
 // ---------------------------------------------------------------------
 // openssl s_client
 
-/// One session of `openssl s_client ARGS` (SNI localhost, the standard
-/// CA trusted) with a fresh engine from `spawn`: a line each way, then
-/// s_client's EOF; both must end cleanly. Returns s_client's stdout and
-/// the information string.
+/// One `openssl s_client` session trusting the standard CA; the engine
+/// must end cleanly.
 fn s_client(dir: &TempDir, spawn: Spawn, args: &[&OsStr]) -> (String, Vec<u8>) {
     let ca = dir.write("ca.pem", pki().ca.cert_pem());
-    let listener = Listener::new();
-    let mut openssl = ChildGuard(
-        Command::new(OPENSSL)
-            .args(["s_client", "-connect", &listener.addr.to_string()])
-            .args([
-                "-servername",
-                "localhost",
-                "-verify_return_error",
-                "-CAfile",
-            ])
-            .arg(&ca)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn openssl"),
-    );
-    let mut stdin = openssl.0.stdin.take().unwrap();
-    let stdout: OwnedFd = openssl.0.stdout.take().unwrap().into();
-    set_nonblocking(stdout.as_fd());
-    let stderr = drain(openssl.0.stderr.take().unwrap());
-    let mut engine = spawn.spawn(Some(listener.accept()));
-    stdin.write_all(b"ping\n").unwrap();
-    assert_eq!(engine.app_read_exact(5), b"ping\n");
-    let info = engine.read_notification();
-    engine.app_write(b"pong\n").unwrap();
-    // Tickets come before the reply: once it is read, s_client has them.
-    let mut out = read_until(&stdout, "pong\n");
-    drop(stdin);
-    assert_eq!(engine.app_read_to_eof(), b"");
-    engine.close_app_in();
-    engine.wait().assert_clean(0);
-    let status = openssl.wait_within(DEADLINE);
-    out.push_str(&String::from_utf8_lossy(&read_to_eof(stdout.as_fd())));
-    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
-    assert!(status.success(), "openssl: {status}: {stderr}\n{out}");
+    let (out, info, exit) = s_client_session(spawn, &ca, args);
+    exit.assert_clean(0);
     (out, info)
 }
 

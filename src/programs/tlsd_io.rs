@@ -34,7 +34,7 @@ pub fn run(opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal
         notify: opts.notif_fd.map(|fd| own_fd("notif", fd)).transpose()?,
     };
     let (uid, gid) = privs::ids_from_env()?;
-    let config = config::server_config(opts)?;
+    let config = config::server_config(opts, log)?;
     privs::drop_privileges(uid, gid)?;
     Tunnel::new(config, opts, fds, *log)?.run()
 }

@@ -1,14 +1,17 @@
 //! The TLS server configuration, built from the environment (`CERTFILE`,
-//! `KEYFILE`, the SNI pairs, `CADIR`/`CAFILE`) and the options: protocol
+//! `KEYFILE`, the SNI pairs, `CADIR`/`CAFILE`, the OCSP responses to
+//! staple) and the options: protocol
 //! versions, client certificate policy, and session tickets when
 //! `TICKETKEYFILE` names a key file (no resumption at all otherwise).
 
 use crate::cli::error::Fatal;
+use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
-use crate::tls::pki;
 use crate::tls::sni::{self, Selector};
 use crate::tls::tickets::{self, Ticketer};
+use crate::tls::{ocsp, pki};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::ffi::OsString;
 use std::path::Path;
@@ -18,9 +21,24 @@ fn env_path(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
-/// Loads every key, certificate and trust anchor the options call for and
-/// returns the finished configuration.
-pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
+/// Attaches the OCSP response `var` names, if it names one that is fit to
+/// staple.
+fn staple(
+    mut pair: CertifiedKey,
+    var: &str,
+    path: Option<&OsString>,
+    log: &Log,
+) -> Result<CertifiedKey, Fatal> {
+    if let Some(path) = path {
+        pair.ocsp = ocsp::load(var, Path::new(path), &pair.cert, log)?;
+    }
+    Ok(pair)
+}
+
+/// Loads every key, certificate, trust anchor and OCSP response the
+/// options call for and returns the finished configuration; warnings
+/// (responses not stapled) go to `log`.
+pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fatal> {
     let plain = if opts.sni_level >= 2 {
         None
     } else {
@@ -44,13 +62,21 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
         ));
     }
     let default = match plain {
-        Some((cert, key)) => Some(Arc::new(pki::load_pair(
-            "CERTFILE",
-            Path::new(&cert),
-            "KEYFILE",
-            Path::new(&key),
-        )?)),
+        Some((cert, key)) => {
+            let pair = pki::load_pair("CERTFILE", Path::new(&cert), "KEYFILE", Path::new(&key))?;
+            Some(Arc::new(staple(
+                pair,
+                "OCSPFILE",
+                env_path("OCSPFILE").as_ref(),
+                log,
+            )?))
+        }
         None => None,
+    };
+    let mut responses = if opts.sni_level >= 1 {
+        ocsp::scan_env(std::env::vars_os())
+    } else {
+        Vec::new()
     };
     let mut loaded = Vec::with_capacity(named.len());
     for pair in named {
@@ -62,7 +88,21 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
             &key_var,
             Path::new(&pair.key),
         )?;
+        let response = responses
+            .iter()
+            .position(|r| r.name.as_deref() == Some(pair.name.as_str()))
+            .map(|i| responses.swap_remove(i));
+        let key = match response {
+            Some(r) => staple(key, &r.var, Some(&r.path), log)?,
+            None => key,
+        };
         loaded.push((pair.name, Arc::new(key)));
+    }
+    if let Some(r) = responses.first() {
+        return Err(Fatal::config(format!(
+            "{} is set but names no certificate pair",
+            r.var
+        )));
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

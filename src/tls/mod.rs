@@ -2,6 +2,7 @@
 //! certificates, trust anchors and server names, turned into a rustls
 //! configuration before the first byte of the handshake.
 pub mod config;
+pub mod ocsp;
 pub mod pki;
 pub mod sni;
 pub mod tickets;
