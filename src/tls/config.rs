@@ -1,15 +1,14 @@
 //! The TLS server configuration, built from the environment (`CERTFILE`,
 //! `KEYFILE`, the SNI pairs, `CADIR`/`CAFILE`, the OCSP responses to
-//! staple) and the options: protocol
-//! versions, client certificate policy, and session tickets when
-//! `TICKETKEYFILE` names a key file (no resumption at all otherwise).
+//! staple, the ticket key file) and the options: protocol versions,
+//! client certificate policy, and session tickets when `TICKETKEYFILE`
+//! names a key file (no resumption at all otherwise).
 
 use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::sni::{self, Selector};
-use crate::tls::tickets::{self, Ticketer};
-use crate::tls::{ocsp, pki};
+use crate::tls::{ocsp, pki, tickets};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -130,30 +129,16 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
             )?)
         }
     };
-    let ticketer = match env_path("TICKETKEYFILE") {
-        Some(path) => {
-            let identity = tickets::service_identity(
-                default.iter().map(|pair| (None, &**pair)).chain(
-                    loaded
-                        .iter()
-                        .map(|(name, pair)| (Some(name.as_str()), &**pair)),
-                ),
-                opts.client_cert,
-                anchors.as_ref(),
-            );
-            let lifetime = tickets::parse_lifetime(
-                std::env::var_os("TICKETLIFETIME")
-                    .as_deref()
-                    .map(|v| v.to_str().unwrap_or("?")),
-            )?;
-            let bytes = tickets::read_key_file(Path::new(&path))?;
-            let ticketer = Ticketer::new(&bytes, &identity, lifetime).map_err(|e| {
-                Fatal::config(format!("TICKETKEYFILE {}: {e}", Path::new(&path).display()))
-            })?;
-            Some(Arc::new(ticketer))
-        }
-        None => None,
-    };
+    let identity = tickets::service_identity(
+        default.iter().map(|pair| (None, &**pair)).chain(
+            loaded
+                .iter()
+                .map(|(name, pair)| (Some(name.as_str()), &**pair)),
+        ),
+        opts.client_cert,
+        anchors.as_ref(),
+    );
+    let ticketer = tickets::from_env(&identity)?;
     let builder = match anchors {
         None => builder.with_no_client_auth(),
         Some(roots) => {
@@ -177,7 +162,7 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
     config.session_storage = Arc::new(NoServerSessionStorage {});
     match ticketer {
         Some(ticketer) => {
-            config.ticketer = ticketer;
+            config.ticketer = Arc::new(ticketer);
             config.send_tls13_tickets = 2;
         }
         None => config.send_tls13_tickets = 0,

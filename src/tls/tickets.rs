@@ -24,6 +24,7 @@ use aws_lc_rs::digest::{Context, SHA256};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
 use rustls::server::ProducesTickets;
 use rustls::sign::CertifiedKey;
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -127,12 +128,27 @@ fn check_size(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The ticketer `TICKETKEYFILE` and `TICKETLIFETIME` ask for, for the
+/// service `identity`; `None` without `TICKETKEYFILE`.
+pub fn from_env(identity: &Identity) -> Result<Option<Ticketer>, Fatal> {
+    let Some(path) = std::env::var_os("TICKETKEYFILE").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let lifetime = parse_lifetime(std::env::var_os("TICKETLIFETIME").as_deref())?;
+    let path = Path::new(&path);
+    let bytes = read_key_file(path)?;
+    Ticketer::new(&bytes, identity, lifetime)
+        .map(Some)
+        .map_err(|e| Fatal::config(format!("TICKETKEYFILE {}: {e}", path.display())))
+}
+
 /// Parses `TICKETLIFETIME` (seconds, 1 to 604800); unset or empty means
 /// [`DEFAULT_LIFETIME`].
-pub fn parse_lifetime(value: Option<&str>) -> Result<u32, Fatal> {
-    let Some(text) = value.filter(|v| !v.is_empty()) else {
+pub fn parse_lifetime(value: Option<&OsStr>) -> Result<u32, Fatal> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(DEFAULT_LIFETIME);
     };
+    let text = value.to_string_lossy();
     match text.parse::<u32>() {
         Ok(n) if (1..=MAX_LIFETIME).contains(&n) => Ok(n),
         _ => Err(Fatal::usage(format!(
@@ -299,11 +315,12 @@ mod tests {
         assert!(check_size(b"").is_err());
         assert!(check_size(&[0; KEY_LEN + 1]).is_err());
         assert!(check_size(&[0; 2 * KEY_LEN]).is_ok());
+        let parse = |v: &str| parse_lifetime(Some(OsStr::new(v)));
         assert_eq!(parse_lifetime(None).unwrap(), DEFAULT_LIFETIME);
-        assert_eq!(parse_lifetime(Some("")).unwrap(), DEFAULT_LIFETIME);
-        assert_eq!(parse_lifetime(Some("60")).unwrap(), 60);
+        assert_eq!(parse("").unwrap(), DEFAULT_LIFETIME);
+        assert_eq!(parse("60").unwrap(), 60);
         for bad in ["0", "604801", "-1", "1h", " 60"] {
-            assert_eq!(parse_lifetime(Some(bad)).unwrap_err().code, 100, "{bad}");
+            assert_eq!(parse(bad).unwrap_err().code, 100, "{bad}");
         }
     }
 }
