@@ -527,13 +527,14 @@ impl SessionsResult {
     }
 }
 
-/// Full sessions from `concurrency` threads until `duration` has passed
-/// (sessions under way then are finished and counted). Stops early after
-/// too many errors.
+/// Sessions from `concurrency` threads, each with its own configuration
+/// from `config` (so its own session store, if it keeps one), until
+/// `duration` has passed (sessions under way then are finished and
+/// counted). Stops early after too many errors.
 pub fn sessions(
     addr: SocketAddr,
     mode: Mode,
-    config: &Arc<ClientConfig>,
+    config: fn() -> Arc<ClientConfig>,
     concurrency: usize,
     duration: Duration,
 ) -> SessionsResult {
@@ -542,7 +543,9 @@ pub fn sessions(
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let threads: Vec<_> = (0..concurrency)
         .map(|_| {
-            let config = config.clone();
+            // One configuration per thread, as each client machine has its
+            // own session store.
+            let config = config();
             let first_error = first_error.clone();
             std::thread::spawn(move || {
                 let (mut ok, mut resumed, mut errors) = (0u64, 0u64, 0u64);
