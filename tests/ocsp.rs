@@ -325,7 +325,7 @@ fn sni_response_is_checked_against_its_own_certificate() {
 }
 
 #[test]
-fn unreadable_or_unmatched_ocspfile_is_96() {
+fn unreadable_device_or_unmatched_ocspfile_is_96() {
     let pki = OcspPki::new("ocsp-bad");
     let missing = pki.dir.path().join("missing.der");
     let exit = pki
@@ -339,6 +339,11 @@ fn unreadable_or_unmatched_ocspfile_is_96() {
             missing.display()
         ),
     );
+    let exit = pki
+        .spawn(&[], &[("OCSPFILE", Path::new("/dev/zero"))])
+        .spawn(None)
+        .wait_within(Duration::from_secs(10));
+    exit.assert_fatal(96, "OCSPFILE /dev/zero: not a regular file");
     let exit = pki
         .spawn(&[], &[("OCSPFILE:other.example", &pki.good)])
         .spawn(None)

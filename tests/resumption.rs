@@ -415,6 +415,9 @@ fn key_file_checks() {
             missing.display()
         ),
     );
+    // A device never ends: refused before it is read.
+    refused(&dir, &[(var, "/dev/zero".as_ref())])
+        .assert_fatal(96, "TICKETKEYFILE /dev/zero: not a regular file");
     refused(
         &dir,
         &[(var, good.as_os_str()), ("TICKETLIFETIME", "1d".as_ref())],

@@ -18,6 +18,7 @@ use der::oid::ObjectIdentifier;
 use der::{Decode, Encode};
 use rustls::pki_types::CertificateDer;
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -73,20 +74,31 @@ pub fn scan_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<Nam
 
 /// Reads the response in `path` (named by `var` in messages) for `chain`:
 /// the bytes to staple, or `None`, after one warning, when it must not be
-/// stapled. A file that cannot be read is a configuration error (96).
+/// stapled. A file that cannot be read, or is not a regular file, is a
+/// configuration error (96).
 pub fn load(
     var: &str,
     path: &Path,
     chain: &[CertificateDer<'_>],
     log: &Log,
 ) -> Result<Option<Vec<u8>>, Fatal> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let failed = |e: std::io::Error| {
         Fatal::config(format!(
             "unable to read {var} {}: {}",
             path.display(),
             describe_io(&e)
         ))
-    })?;
+    };
+    let mut file = std::fs::File::open(path).map_err(failed)?;
+    // A device or a pipe could be endless: only a file has an end.
+    if !file.metadata().map_err(failed)?.is_file() {
+        return Err(Fatal::config(format!(
+            "{var} {}: not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(failed)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -88,9 +88,9 @@ pub fn service_identity<'a>(
     out
 }
 
-/// Reads `TICKETKEYFILE`'s value `path`. Refused (96): a file that group
-/// or others can read, an empty one, one whose size is not a multiple of
-/// [`KEY_LEN`]. The buffer is wiped when dropped.
+/// Reads `TICKETKEYFILE`'s value `path`. Refused (96): anything but a
+/// regular file, and a file that group or others can read. The buffer is
+/// wiped when dropped.
 pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Fatal> {
     let shown = path.display();
     let failed = |e: std::io::Error| {
@@ -101,6 +101,11 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Fatal> {
     };
     let mut file = std::fs::File::open(path).map_err(failed)?;
     let meta = file.metadata().map_err(failed)?;
+    if !meta.is_file() {
+        return Err(Fatal::config(format!(
+            "TICKETKEYFILE {shown}: not a regular file"
+        )));
+    }
     let mode = meta.permissions().mode();
     if mode & 0o044 != 0 {
         return Err(Fatal::config(format!(
@@ -111,7 +116,6 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Fatal> {
     // Reserved once, so the keys are never moved by a reallocation.
     let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
     file.read_to_end(&mut bytes).map_err(failed)?;
-    check_size(&bytes).map_err(|e| Fatal::config(format!("TICKETKEYFILE {shown}: {e}")))?;
     Ok(bytes)
 }
 
