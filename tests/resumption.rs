@@ -325,6 +325,25 @@ fn rustls_resumes_with_the_client_certificate() {
     }
 }
 
+/// No 0-RTT: the tickets allow no early data, so a client that would send
+/// some has nothing to send it with.
+#[test]
+fn tickets_allow_no_early_data() {
+    let dir = TempDir::new("resume-0rtt");
+    let keys = key_file(&dir, "keys", &[key(1)]);
+    let mut config = (*resuming(&ClientSetup::new().versions(Versions::Tls13))).clone();
+    config.enable_early_data = true;
+    let config = Arc::new(config);
+    let (kind, _) = rustls_session(service(&dir, &[], &keys), &config);
+    assert_eq!(kind, HandshakeKind::Full);
+    let name = "localhost".try_into().unwrap();
+    let mut conn = ClientConnection::new(config.clone(), name).expect("client connection");
+    assert!(conn.early_data().is_none(), "a ticket allowed early data");
+    // The ticket is there all the same: the next session resumes.
+    let (kind, _) = rustls_session(service(&dir, &[], &keys), &config);
+    assert_eq!(kind, HandshakeKind::Resumed);
+}
+
 /// Two services sharing one key file: a ticket from the first gets a full
 /// handshake at the second when it serves another certificate, asks for
 /// a client certificate where the first did not, or trusts other
