@@ -4,7 +4,8 @@
 //! / `-sess_in` and rustls's own resumption store as clients; key
 //! rotation; tickets bound to the service's certificate, client
 //! verification mode and anchors; corrupted and truncated tickets; the
-//! key file's checks; `SSL_SESSION_RESUMED` through s6-tlsd.
+//! key file's checks; `SSL_SESSION_RESUMED` through s6-tlsd and
+//! s6-ucspitlsd.
 
 mod common;
 mod superserver;
@@ -19,7 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use superserver::{direct, tls_env, Dump, TESTAPP, TLSD};
+use superserver::{direct, tls_env, Dump, TESTAPP, TLSD, UCSPITLSD};
 
 const BOTH: [Versions; 2] = [Versions::Tls13, Versions::Tls12];
 
@@ -274,20 +275,30 @@ fn resuming(setup: &ClientSetup) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-/// One session with a fresh engine from `spawn`: a byte from the app
-/// (after any ticket), then the client's close_notify and the app's EOF. Returns what the
-/// client saw of the handshake and the information string.
-fn rustls_session(spawn: Spawn, config: &Arc<ClientConfig>) -> (HandshakeKind, Vec<u8>) {
-    let (sock, server_sock) = tcp_pair();
-    let mut engine = spawn.spawn(Some(server_sock));
+/// A client on `sock` (SNI localhost) with `config`, its handshake done.
+fn client_on(
+    sock: std::net::TcpStream,
+    config: &Arc<ClientConfig>,
+    stderr: impl FnOnce() -> String,
+) -> TlsClient {
     sock.set_read_timeout(Some(DEADLINE)).unwrap();
     sock.set_write_timeout(Some(DEADLINE)).unwrap();
     let name = "localhost".try_into().unwrap();
     let conn = ClientConnection::new(config.clone(), name).expect("client connection");
     let mut client = TlsClient { conn, sock };
     if let Err(e) = client.handshake() {
-        panic!("handshake: {e}; engine: {:?}", engine.kill());
+        panic!("handshake: {e}; server: {}", stderr());
     }
+    client
+}
+
+/// One session with a fresh engine from `spawn`: a byte from the app
+/// (after any ticket), then the client's close_notify and the app's EOF. Returns what the
+/// client saw of the handshake and the information string.
+fn rustls_session(spawn: Spawn, config: &Arc<ClientConfig>) -> (HandshakeKind, Vec<u8>) {
+    let (sock, server_sock) = tcp_pair();
+    let mut engine = spawn.spawn(Some(server_sock));
+    let mut client = client_on(sock, config, || format!("{:?}", engine.kill()));
     let info = engine.read_notification();
     engine.app_write(b"x").unwrap();
     assert_eq!(client.recv_exact(1), b"x");
@@ -456,12 +467,7 @@ fn s6_tlsd_tells_prog_the_session_was_resumed() {
     let config = resuming(&ClientSetup::new().versions(Versions::Tls13));
     for expected in ["Initial", "Resumed"] {
         let (mut server, sock) = direct(TLSD, &["--", TESTAPP, "dump"], &env, &dir);
-        let name = "localhost".try_into().unwrap();
-        let conn = ClientConnection::new(config.clone(), name).expect("client connection");
-        let mut client = TlsClient { conn, sock };
-        client
-            .handshake()
-            .unwrap_or_else(|e| panic!("handshake: {e}; stderr: {:?}", server.stderr()));
+        let mut client = client_on(sock, &config, || server.stderr());
         let (data, end) = client.recv_to_end();
         assert_eq!(end.expect("the dump ends cleanly"), End::Eof);
         let dump = Dump::parse(&String::from_utf8(data).expect("UTF-8 dump"));
@@ -471,5 +477,32 @@ fn s6_tlsd_tells_prog_the_session_was_resumed() {
             Some(expected)
         );
         assert!(!dump.env.contains_key("TICKETKEYFILE"));
+    }
+}
+
+/// prog under s6-ucspitlsd reads `SSL_SESSION_RESUMED` in the
+/// information that `Y` asks for.
+#[test]
+fn s6_ucspitlsd_y_says_the_session_was_resumed() {
+    let dir = TempDir::new("resume-ucspitlsd");
+    let env = tls_env(&dir);
+    let config = resuming(&ClientSetup::new().versions(Versions::Tls13));
+    let file = dir.path().join("info");
+    let file_arg = file.to_string_lossy().into_owned();
+    for expected in ["Initial", "Resumed"] {
+        let _ = std::fs::remove_file(&file);
+        let args = ["--", TESTAPP, "info", "Y", &file_arg];
+        let (mut server, sock) = direct(UCSPITLSD, &args, &env, &dir);
+        let mut client = client_on(sock, &config, || server.stderr());
+        client.send(b"ping\n").unwrap();
+        assert_eq!(client.recv_exact(5), b"ping\n");
+        client.close_notify().unwrap();
+        let _ = client.recv_to_end();
+        assert_eq!(server.exit_code(), 0, "{:?}", server.stderr());
+        let info = std::fs::read(&file).expect("prog wrote the information");
+        assert_eq!(
+            entry(&info, "SSL_SESSION_RESUMED").as_deref(),
+            Some(expected)
+        );
     }
 }
