@@ -1,6 +1,7 @@
 //! The TLS side of every program: what the environment says about keys,
-//! certificates, trust anchors and server names, turned into a rustls
-//! configuration before the first byte of the handshake.
+//! certificates, trust anchors, server names, session ticket keys and
+//! OCSP responses, turned into a rustls configuration before the first
+//! byte of the handshake.
 pub mod config;
 pub mod ocsp;
 pub mod pki;
