@@ -16,6 +16,7 @@ use proptest::sample::{select, subsequence};
 use s6_tls::cli::log::Log;
 use s6_tls::cli::opts::{self, ClientCert, Options, Program};
 use s6_tls::info::{self, dn};
+use s6_tls::tls::tickets::{self, Ticketer};
 use s6_tls::tls::{pki, sni};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -1427,6 +1428,83 @@ proptest! {
         };
         std::fs::remove_dir_all(&dir).unwrap();
         prop_assert_eq!(err.map(|e| e.code), Some(96));
+    }
+}
+
+// ---------------------------------------------------------------------
+// Session tickets
+// ---------------------------------------------------------------------
+
+fn ticket_key() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), tickets::KEY_LEN)
+}
+
+const T0: u64 = 1_800_000_000;
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// The model of doc/s6-tlsd-io.md: a ticket sealed with the first key
+    /// of a file opens, for the same service identity, under any file that
+    /// holds that key anywhere, from 60 s before its issue time until its
+    /// lifetime has passed; under a file without it, or for another
+    /// identity, it does not.
+    #[test]
+    fn tickets_open_exactly_under_the_model(
+        sealer in vec(ticket_key(), 1..4),
+        newer in vec(ticket_key(), 0..3),
+        older in vec(ticket_key(), 0..3),
+        plain in vec(any::<u8>(), 0..300),
+        identity in any::<[u8; 32]>(),
+        other in any::<[u8; 32]>(),
+        lifetime in 1..=tickets::MAX_LIFETIME,
+        age in -120i64..700_000,
+    ) {
+        let ticket = Ticketer::new(&sealer.concat(), &identity, lifetime).unwrap()
+            .seal_at(&plain, T0).unwrap();
+        let at = T0.checked_add_signed(age).unwrap();
+        let fresh = age >= -60 && age < i64::from(lifetime);
+        let holding: Vec<Vec<u8>> = newer.iter().chain([&sealer[0]]).chain(&older).cloned().collect();
+        let opener = Ticketer::new(&holding.concat(), &identity, lifetime).unwrap();
+        prop_assert_eq!(opener.open_at(&ticket, at), fresh.then(|| plain.clone()));
+        let without: Vec<Vec<u8>> = newer.iter().chain(&sealer[1..]).chain(&older).cloned().collect();
+        if !without.is_empty() {
+            let gone = Ticketer::new(&without.concat(), &identity, lifetime).unwrap();
+            prop_assert_eq!(gone.open_at(&ticket, T0), None);
+        }
+        if other != identity {
+            let elsewhere = Ticketer::new(&holding.concat(), &other, lifetime).unwrap();
+            prop_assert_eq!(elsewhere.open_at(&ticket, T0), None);
+        }
+    }
+
+    /// A ticket with any byte changed, cut anywhere, or with bytes added
+    /// does not open; neither do arbitrary bytes.
+    #[test]
+    fn tickets_mutated_or_arbitrary(
+        key in ticket_key(),
+        plain in vec(any::<u8>(), 0..100),
+        pos in any::<usize>(),
+        flip in 1..=255u8,
+        extra in vec(any::<u8>(), 1..8),
+        junk in vec(any::<u8>(), 0..200),
+    ) {
+        let t = Ticketer::new(&key, &[0; 32], 3600).unwrap();
+        let ticket = t.seal_at(&plain, T0).unwrap();
+        let pos = pos % ticket.len();
+        let mut changed = ticket.clone();
+        changed[pos] ^= flip;
+        prop_assert_eq!(t.open_at(&changed, T0), None);
+        prop_assert_eq!(t.open_at(&ticket[..pos], T0), None);
+        prop_assert_eq!(t.open_at(&[ticket.as_slice(), &extra].concat(), T0), None);
+        prop_assert_eq!(t.open_at(&junk, T0), None);
+    }
+
+    /// A key file is one or more whole 80-byte keys.
+    #[test]
+    fn tickets_key_file_size(len in 0usize..400) {
+        let ok = Ticketer::new(&vec![0x42; len], &[0; 32], 60).is_ok();
+        prop_assert_eq!(ok, len > 0 && len % tickets::KEY_LEN == 0, "{} bytes", len);
     }
 }
 

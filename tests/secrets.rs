@@ -9,7 +9,8 @@
 //!   capability, so `setuid(0)` must fail;
 //! - the private key's bytes, as read from disk, are not left in
 //!   s6-tlsd-io's memory once parsed, from a key file of its own (PEM or
-//!   DER) or from one PEM file holding the chain and the key.
+//!   DER) or from one PEM file holding the chain and the key; nor are the
+//!   secret bytes of the ticket keys.
 
 #[path = "faults/harness.rs"]
 mod harness;
@@ -295,11 +296,9 @@ fn find_all(memory: &[(u64, Vec<u8>)], needle: &[u8]) -> Vec<u64> {
     hits
 }
 
-/// One session with `env` (KEYFILE, perhaps CERTFILE, as the test's own
-/// certificate and key in some layout); then s6-tlsd-io's anonymous
-/// memory is searched for the private key as the file held it. Returns
-/// what was found, with where.
-fn key_left_in_memory(env: &[(&'static str, String)]) -> Vec<String> {
+/// One session with `env`; returns s6-tlsd-io's anonymous memory as it
+/// was during the session, once checked that the search works.
+fn engine_memory_during_a_session(env: &[(&'static str, String)]) -> Vec<(u64, Vec<u8>)> {
     let server = start(&[], env);
     let fds = server.fd_count();
     let (mut client, pids) = faultapp_session(&server);
@@ -310,6 +309,39 @@ fn key_left_in_memory(env: &[(&'static str, String)]) -> Vec<String> {
         ..Default::default()
     });
     assert_eq!(out.received_sha, out.sent_sha);
+    let memory = anonymous_memory(pids.engine);
+    // The search works: the certificate, which the engine keeps, is there.
+    assert!(
+        !find_all(&memory, &pki().leaf[..64]).is_empty(),
+        "certificate not found: the memory search is broken"
+    );
+    drop(client);
+    let end = finish(&server, pids, fds, T);
+    assert_eq!(end.engine, Some(Exit::Code(0)), "{}", server.log());
+    memory
+}
+
+/// Which of `needles` are in `memory`, with where.
+fn found_in(
+    memory: &[(u64, Vec<u8>)],
+    needles: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (what, needle) in needles {
+        let hits = find_all(memory, &needle);
+        if !hits.is_empty() {
+            found.push(format!("{what} at {hits:x?}"));
+        }
+    }
+    found
+}
+
+/// One session with `env` (KEYFILE, perhaps CERTFILE, as the test's own
+/// certificate and key in some layout); then s6-tlsd-io's anonymous
+/// memory is searched for the private key as the file held it. Returns
+/// what was found, with where.
+fn key_left_in_memory(env: &[(&'static str, String)]) -> Vec<String> {
+    let memory = engine_memory_during_a_session(env);
     let pki = pki();
     // The P-256 private scalar inside the PKCS#8 DER: ... 02 01 01 04 20 <32>.
     let der = &pki.key_der;
@@ -327,48 +359,65 @@ fn key_left_in_memory(env: &[(&'static str, String)]) -> Vec<String> {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     let (b0, b1) = (at * 4 / 3 + 1, (at + 32) * 4 / 3);
-    let memory = anonymous_memory(pids.engine);
     let total: usize = memory.iter().map(|(_, b)| b.len()).sum();
-    // The search works: the certificate, which the engine keeps, is there.
-    assert!(
-        !find_all(&memory, &pki.leaf[..64]).is_empty(),
-        "certificate not found: the memory search is broken"
+    let found = found_in(
+        &memory,
+        [
+            ("the key file's PKCS#8 DER", der.clone()),
+            ("the private scalar", scalar.clone()),
+            (
+                "the first half of the private scalar",
+                scalar[..16].to_vec(),
+            ),
+            (
+                "the second half of the private scalar",
+                scalar[16..].to_vec(),
+            ),
+            (
+                "the private scalar in base64 (first half)",
+                b64.as_bytes()[b0..b0 + 20].to_vec(),
+            ),
+            (
+                "the private scalar in base64 (second half)",
+                b64.as_bytes()[b1 - 20..b1].to_vec(),
+            ),
+        ]
+        .map(|(what, needle)| (what.to_owned(), needle)),
     );
-    let mut found = Vec::new();
-    let needles: Vec<(&str, Vec<u8>)> = vec![
-        ("the key file's PKCS#8 DER", der.clone()),
-        ("the private scalar", scalar.clone()),
-        (
-            "the first half of the private scalar",
-            scalar[..16].to_vec(),
-        ),
-        (
-            "the second half of the private scalar",
-            scalar[16..].to_vec(),
-        ),
-        (
-            "the private scalar in base64 (first half)",
-            b64.as_bytes()[b0..b0 + 20].to_vec(),
-        ),
-        (
-            "the private scalar in base64 (second half)",
-            b64.as_bytes()[b1 - 20..b1].to_vec(),
-        ),
-    ];
-    for (what, needle) in needles {
-        let hits = find_all(&memory, &needle);
-        if !hits.is_empty() {
-            found.push(format!("{what} at {hits:x?}"));
-        }
-    }
     eprintln!(
         "{env:?}: {} KiB of s6-tlsd-io's anonymous memory searched; found: {found:?}",
         total / 1024
     );
-    drop(client);
-    let end = finish(&server, pids, fds, T);
-    assert_eq!(end.engine, Some(Exit::Code(0)), "{}", server.log());
     found
+}
+
+/// The secret part of a TICKETKEYFILE key (all but its 16-byte name,
+/// which tickets carry in clear) is not left in s6-tlsd-io's memory once
+/// the ticket keys are derived from it.
+#[test]
+fn ticket_key_bytes_are_wiped_from_engine_memory() {
+    let pki = pki();
+    let keys: Vec<u8> = (0..160u32).map(|i| (i * 37 + 11) as u8).collect();
+    let path = pki.dir.join("ticket.key");
+    std::fs::write(&path, &keys).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let memory = engine_memory_during_a_session(&[
+        ("KEYFILE", pki.key.to_string_lossy().into_owned()),
+        ("TICKETKEYFILE", path.to_string_lossy().into_owned()),
+    ]);
+    let needles = keys.chunks(80).enumerate().flat_map(|(k, key)| {
+        [
+            ("all", &key[16..]),
+            ("the first half", &key[16..48]),
+            ("the second half", &key[48..]),
+        ]
+        .map(|(what, part)| (format!("{what} of key {k}'s secret"), part.to_vec()))
+    });
+    let found = found_in(&memory, needles);
+    assert!(
+        found.is_empty(),
+        "ticket key material left in memory: {found:#?}"
+    );
 }
 
 fn keyfile(path: &std::path::Path) -> Vec<(&'static str, String)> {

@@ -95,7 +95,7 @@ fn information_string_without_client_certificate_or_sni() {
         assert_eq!(
             info,
             b"SSL_PROTOCOL=TLSv1.3\0SSL_CIPHER=TLS_AES_256_GCM_SHA384\0SSL_TLS_SNI_SERVERNAME\0\
-              SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0\0",
+              SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0SSL_SESSION_RESUMED=Initial\0\0",
             "{d:?}: {}",
             String::from_utf8_lossy(&info)
         );
@@ -114,7 +114,7 @@ fn information_string_with_everything() {
     let expected = format!(
         "SSL_PROTOCOL=TLSv1.2\0SSL_CIPHER=ECDHE-ECDSA-AES128-GCM-SHA256\0\
          SSL_TLS_SNI_SERVERNAME=localhost\0SSL_PEER_CERT_HASH=SHA256:{}\0\
-         SSL_PEER_CERT_SUBJECT={CLIENT_FULL_SUBJECT}\0\0",
+         SSL_PEER_CERT_SUBJECT={CLIENT_FULL_SUBJECT}\0SSL_SESSION_RESUMED=Initial\0\0",
         sha256_hex(&client.cert)
     );
     assert_eq!(String::from_utf8(info).unwrap(), expected);
@@ -1124,24 +1124,6 @@ fn s_client(
     set_nonblocking(stderr.as_fd());
     let engine = spawn.spawn(Some(listener.accept()));
     (engine, openssl, stdin, stdout, stderr)
-}
-
-/// Reads `fd` until what was read contains `needle` (panics on EOF or
-/// after [`DEADLINE`]); returns everything read.
-fn read_until(fd: &std::os::fd::OwnedFd, needle: &str) -> String {
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        let mut buf = [0; 4096];
-        let n = read_some(fd.as_fd(), &mut buf, deadline).unwrap();
-        assert!(
-            n > 0,
-            "EOF before {needle:?}: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
 }
 
 /// TLS 1.3 key update requested by OpenSSL (`K`): answered, traffic

@@ -482,8 +482,8 @@ fn handshake_timeout_ends_with_the_handshake() {
     s.engine.wait().assert_clean(0);
 }
 
-/// No TLS 1.3 session tickets, no TLS 1.2 session ids: nothing could ever
-/// resume them.
+/// Without TICKETKEYFILE, no TLS 1.3 session tickets and no TLS 1.2
+/// session ids: nothing could ever resume them.
 #[test]
 fn no_session_tickets_nor_session_ids() {
     for v in BOTH {

@@ -1,12 +1,14 @@
 //! The bench client: a TLS client on rustls (SNI set, no certificate
-//! verification, no resumption) or a plain TCP client, speaking the bench
-//! app's protocol, with large buffers on the socket.
+//! verification, resumption only when asked for) or a plain TCP client,
+//! speaking the bench app's protocol, with large buffers on the socket.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme,
+};
 use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -93,6 +95,14 @@ pub fn client_config() -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// The same, with rustls's in-memory session store: every connection
+/// made with it offers a ticket from an earlier one when it has one.
+pub fn resuming_client_config() -> Arc<ClientConfig> {
+    let mut config = (*client_config()).clone();
+    config.resumption = Resumption::in_memory_sessions(1024);
+    Arc::new(config)
+}
+
 /// What was negotiated, for the report.
 #[derive(Clone, Debug, Default)]
 pub struct Negotiated {
@@ -112,6 +122,11 @@ pub struct Conn {
     net_eof: bool,
     /// Cleartext received and not consumed yet (lines).
     text: Vec<u8>,
+    /// TLS bytes written to and read from the socket so far.
+    tls_out: u64,
+    tls_in: u64,
+    /// Both directions' TLS bytes when the client's handshake was done.
+    handshake_bytes: u64,
 }
 
 fn other(msg: impl ToString) -> io::Error {
@@ -119,14 +134,8 @@ fn other(msg: impl ToString) -> io::Error {
 }
 
 impl Conn {
-    /// Connects and brings the session to the command phase: banner and
-    /// STARTTLS and handshake as the mode says.
-    pub fn open(addr: SocketAddr, mode: Mode, config: &Arc<ClientConfig>) -> io::Result<Conn> {
-        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-        sock.set_nodelay(true)?;
-        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-        sock.set_write_timeout(Some(Duration::from_secs(30)))?;
-        let mut conn = Conn {
+    fn new(sock: TcpStream) -> Conn {
+        Conn {
             sock,
             tls: None,
             net: vec![0; BIG].into_boxed_slice(),
@@ -134,7 +143,20 @@ impl Conn {
             net_end: 0,
             net_eof: false,
             text: Vec::with_capacity(256),
-        };
+            tls_out: 0,
+            tls_in: 0,
+            handshake_bytes: 0,
+        }
+    }
+
+    /// Connects and brings the session to the command phase: banner and
+    /// STARTTLS and handshake as the mode says.
+    pub fn open(addr: SocketAddr, mode: Mode, config: &Arc<ClientConfig>) -> io::Result<Conn> {
+        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        sock.set_nodelay(true)?;
+        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        sock.set_write_timeout(Some(Duration::from_secs(30)))?;
+        let mut conn = Conn::new(sock);
         if mode == Mode::Immediate {
             conn.start_tls(config)?;
             conn.expect_line("220")?;
@@ -154,7 +176,22 @@ impl Conn {
         let mut tls = ClientConnection::new(config.clone(), name).map_err(other)?;
         tls.set_buffer_limit(None);
         self.tls = Some(tls);
-        self.handshake()
+        self.handshake()?;
+        self.handshake_bytes = self.tls_out + self.tls_in;
+        Ok(())
+    }
+
+    /// The TLS bytes both sides had sent when the client's handshake was
+    /// done (under TLS 1.3 the server's tickets come after).
+    pub fn handshake_bytes(&self) -> u64 {
+        self.handshake_bytes
+    }
+
+    /// Did the server resume the session from a ticket?
+    pub fn resumed(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.handshake_kind() == Some(HandshakeKind::Resumed))
     }
 
     fn handshake(&mut self) -> io::Result<()> {
@@ -199,7 +236,7 @@ impl Conn {
             return Ok(());
         };
         while tls.wants_write() {
-            tls.write_tls(&mut self.sock)?;
+            self.tls_out += tls.write_tls(&mut self.sock)? as u64;
         }
         Ok(())
     }
@@ -226,6 +263,7 @@ impl Conn {
         let mut slice = &self.net[self.net_start..self.net_end];
         let n = tls.read_tls(&mut slice)?;
         self.net_start += n;
+        self.tls_in += n as u64;
         tls.process_new_packets().map_err(other)?;
         Ok(true)
     }
@@ -416,14 +454,17 @@ impl Conn {
     }
 }
 
-/// One full session: connect, banner, STARTTLS, handshake, INFO, QUIT, close.
-pub fn session(addr: SocketAddr, mode: Mode, config: &Arc<ClientConfig>) -> io::Result<()> {
+/// One full session: connect, banner, STARTTLS, handshake, INFO, QUIT,
+/// close. Returns whether the handshake resumed a session.
+pub fn session(addr: SocketAddr, mode: Mode, config: &Arc<ClientConfig>) -> io::Result<bool> {
     let mut conn = Conn::open(addr, mode, config)?;
     let info = conn.command("INFO")?;
     if !info.starts_with("250") {
         return Err(other(format!("INFO answered {info:?}")));
     }
-    conn.quit()
+    let resumed = conn.resumed();
+    conn.quit()?;
+    Ok(resumed)
 }
 
 /// One full session, with the time each phase took (µs): connect,
@@ -443,15 +484,7 @@ pub fn session_phases(
     sock.set_nodelay(true)?;
     sock.set_read_timeout(Some(Duration::from_secs(30)))?;
     lap("connect", &mut phases);
-    let mut conn = Conn {
-        sock,
-        tls: None,
-        net: vec![0; BIG].into_boxed_slice(),
-        net_start: 0,
-        net_end: 0,
-        net_eof: false,
-        text: Vec::with_capacity(256),
-    };
+    let mut conn = Conn::new(sock);
     if mode == Mode::Immediate {
         conn.start_tls(config)?;
         lap("handshake", &mut phases);
@@ -482,6 +515,8 @@ pub fn session_phases(
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SessionsResult {
     pub sessions: u64,
+    /// Of `sessions`, those the server resumed from a ticket.
+    pub resumed: u64,
     pub errors: u64,
     pub elapsed: Duration,
 }
@@ -492,13 +527,14 @@ impl SessionsResult {
     }
 }
 
-/// Full sessions from `concurrency` threads until `duration` has passed
-/// (sessions under way then are finished and counted). Stops early after
-/// too many errors.
+/// Sessions from `concurrency` threads, each with its own configuration
+/// from `config` (so its own session store, if it keeps one), until
+/// `duration` has passed (sessions under way then are finished and
+/// counted). Stops early after too many errors.
 pub fn sessions(
     addr: SocketAddr,
     mode: Mode,
-    config: &Arc<ClientConfig>,
+    config: fn() -> Arc<ClientConfig>,
     concurrency: usize,
     duration: Duration,
 ) -> SessionsResult {
@@ -507,13 +543,18 @@ pub fn sessions(
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let threads: Vec<_> = (0..concurrency)
         .map(|_| {
-            let config = config.clone();
+            // One configuration per thread, as each client machine has its
+            // own session store.
+            let config = config();
             let first_error = first_error.clone();
             std::thread::spawn(move || {
-                let (mut ok, mut errors) = (0u64, 0u64);
+                let (mut ok, mut resumed, mut errors) = (0u64, 0u64, 0u64);
                 while Instant::now() < deadline && errors < 100 {
                     match session(addr, mode, &config) {
-                        Ok(()) => ok += 1,
+                        Ok(r) => {
+                            ok += 1;
+                            resumed += u64::from(r);
+                        }
                         Err(e) => {
                             errors += 1;
                             first_error
@@ -523,14 +564,15 @@ pub fn sessions(
                         }
                     }
                 }
-                (ok, errors)
+                (ok, resumed, errors)
             })
         })
         .collect();
     let mut result = SessionsResult::default();
     for t in threads {
-        let (ok, errors) = t.join().unwrap_or((0, 1));
+        let (ok, resumed, errors) = t.join().unwrap_or((0, 0, 1));
         result.sessions += ok;
+        result.resumed += resumed;
         result.errors += errors;
     }
     result.elapsed = start.elapsed();

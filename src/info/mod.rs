@@ -1,8 +1,9 @@
 //! The connection information string sent after the handshake (`Y`, and
 //! s6-tlsd's notification pipe): `NAME=value\0` or bare `NAME\0` entries,
-//! terminated by one more `\0`. Encoder, decoder, and the five entries
-//! of doc/s6-tlsd-io.md ("The connection information"), built from a
-//! finished handshake.
+//! terminated by one more `\0`. Encoder, decoder, and the entries built
+//! from a finished handshake: the five of doc/s6-tlsd-io.md ("The
+//! connection information"), then, on the server side,
+//! `SSL_SESSION_RESUMED`.
 
 pub mod dn;
 
@@ -121,13 +122,22 @@ pub fn entries(conn: &rustls::CommonState, sni: Option<&str>) -> Vec<Entry> {
     ]
 }
 
-/// The server's entries: the SNI is the name the client sent.
+/// The server's entries: the SNI is the name the client sent, and after
+/// the five comes whether a ticket resumed the session (as mod_ssl names
+/// it). A resumed session's PEER entries are the client certificate the
+/// original handshake verified: rustls restores it from the ticket.
 pub fn server_entries(conn: &rustls::Connection) -> Vec<Entry> {
     let sni = match conn {
         rustls::Connection::Server(server) => server.server_name(),
         rustls::Connection::Client(_) => None,
     };
-    entries(conn, sni)
+    let resumed = match conn.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => "Resumed",
+        _ => "Initial",
+    };
+    let mut entries = entries(conn, sni);
+    entries.push(("SSL_SESSION_RESUMED".into(), Some(resumed.into())));
+    entries
 }
 
 #[cfg(test)]

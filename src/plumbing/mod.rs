@@ -82,9 +82,18 @@ pub fn fork() -> Result<Forked, Fatal> {
 pub fn is_tls_variable(name: &[u8]) -> bool {
     matches!(
         name,
-        b"CADIR" | b"CAFILE" | b"CERTFILE" | b"KEYFILE" | b"TLS_UID" | b"TLS_GID"
+        b"CADIR"
+            | b"CAFILE"
+            | b"CERTFILE"
+            | b"KEYFILE"
+            | b"TLS_UID"
+            | b"TLS_GID"
+            | b"TICKETKEYFILE"
+            | b"TICKETLIFETIME"
+            | b"OCSPFILE"
     ) || name.starts_with(b"CERTFILE:")
         || name.starts_with(b"KEYFILE:")
+        || name.starts_with(b"OCSPFILE:")
 }
 
 /// prog's environment: ours, less the TLS variables unless `keep`, with
@@ -225,10 +234,21 @@ mod tests {
             "TLS_GID",
             "CERTFILE:a.org",
             "KEYFILE:*.a.org",
+            "TICKETKEYFILE",
+            "TICKETLIFETIME",
+            "OCSPFILE",
+            "OCSPFILE:a.org",
         ] {
             assert!(is_tls_variable(name.as_bytes()), "{name}");
         }
-        for name in ["PATH", "CERTFILES", "KEYFILE_X", "SSLCTLFD", "cadir"] {
+        for name in [
+            "PATH",
+            "CERTFILES",
+            "KEYFILE_X",
+            "SSLCTLFD",
+            "cadir",
+            "OCSPFILES",
+        ] {
             assert!(!is_tls_variable(name.as_bytes()), "{name}");
         }
     }

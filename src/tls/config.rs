@@ -1,14 +1,17 @@
 //! The TLS server configuration, built from the environment (`CERTFILE`,
-//! `KEYFILE`, the SNI pairs, `CADIR`/`CAFILE`) and the options: protocol
-//! versions, client certificate policy, no session resumption.
+//! `KEYFILE`, the SNI pairs, `CADIR`/`CAFILE`, the OCSP responses to
+//! staple, the ticket key file) and the options: protocol versions,
+//! client certificate policy, and session tickets when `TICKETKEYFILE`
+//! names a key file (no resumption at all otherwise).
 
 use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::errors::describe;
-use crate::tls::pki;
 use crate::tls::sni::{self, Selector};
+use crate::tls::{ocsp, pki, tickets};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::ffi::OsString;
 use std::path::Path;
@@ -18,8 +21,23 @@ fn env_path(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
-/// Loads every key, certificate and trust anchor the options call for and
-/// returns the finished configuration.
+/// Attaches the OCSP response `var` names, if it names one that is fit to
+/// staple.
+fn staple(
+    mut pair: CertifiedKey,
+    var: &str,
+    path: Option<&OsString>,
+    log: &Log,
+) -> Result<CertifiedKey, Fatal> {
+    if let Some(path) = path {
+        pair.ocsp = ocsp::load(var, Path::new(path), &pair.cert, log)?;
+    }
+    Ok(pair)
+}
+
+/// Loads every key, certificate, trust anchor and OCSP response the
+/// options call for and returns the finished configuration; warnings
+/// (responses not stapled) go to `log`.
 pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fatal> {
     let plain = if opts.sni_level >= 2 {
         None
@@ -50,14 +68,27 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
         ));
     }
     let default = match plain {
-        Some((cert, key)) => Some(Arc::new(pki::load_pair(
-            "CERTFILE",
-            Path::new(&cert),
-            "KEYFILE",
-            Path::new(&key),
-            log,
-        )?)),
+        Some((cert, key)) => {
+            let pair = pki::load_pair(
+                "CERTFILE",
+                Path::new(&cert),
+                "KEYFILE",
+                Path::new(&key),
+                log,
+            )?;
+            Some(Arc::new(staple(
+                pair,
+                "OCSPFILE",
+                env_path("OCSPFILE").as_ref(),
+                log,
+            )?))
+        }
         None => None,
+    };
+    let mut responses = if opts.sni_level >= 1 {
+        ocsp::scan_env(std::env::vars_os())
+    } else {
+        Vec::new()
     };
     let mut loaded = Vec::with_capacity(named.len());
     for pair in named {
@@ -70,7 +101,21 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
             Path::new(&pair.key),
             log,
         )?;
+        let response = responses
+            .iter()
+            .position(|r| r.name.as_deref() == Some(pair.name.as_str()))
+            .map(|i| responses.swap_remove(i));
+        let key = match response {
+            Some(r) => staple(key, &r.var, Some(&r.path), log)?,
+            None => key,
+        };
         loaded.push((pair.name, Arc::new(key)));
+    }
+    if let Some(r) = responses.first() {
+        return Err(Fatal::config(format!(
+            "{} is set but names no certificate pair",
+            r.var
+        )));
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -82,9 +127,9 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
                 format!("unable to set up TLS: {}", describe(&e)),
             )
         })?;
-    let builder = match opts.client_cert {
-        ClientCert::None => builder.with_no_client_auth(),
-        policy => {
+    let anchors = match opts.client_cert {
+        ClientCert::None => None,
+        _ => {
             let cadir = env_path("CADIR");
             let cafile = env_path("CAFILE");
             if cadir.is_none() && cafile.is_none() {
@@ -92,12 +137,27 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
                     "client certificates requested but neither CADIR nor CAFILE is set",
                 ));
             }
-            let roots = pki::load_anchors(
+            Some(pki::load_anchors(
                 cadir.as_deref().map(Path::new),
                 cafile.as_deref().map(Path::new),
-            )?;
+            )?)
+        }
+    };
+    let identity = tickets::service_identity(
+        default.iter().map(|pair| (None, &**pair)).chain(
+            loaded
+                .iter()
+                .map(|(name, pair)| (Some(name.as_str()), &**pair)),
+        ),
+        opts.client_cert,
+        anchors.as_ref(),
+    );
+    let ticketer = tickets::from_env(&identity)?;
+    let builder = match anchors {
+        None => builder.with_no_client_auth(),
+        Some(roots) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if policy == ClientCert::Optional {
+            let verifier = if opts.client_cert == ClientCert::Optional {
                 verifier.allow_unauthenticated()
             } else {
                 verifier
@@ -110,8 +170,16 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
     };
     let mut config = builder.with_cert_resolver(Arc::new(Selector::new(loaded, default)));
     config.ignore_client_order = true;
-    // One process per connection: nothing could ever resume a session.
+    // One process per connection: a server-side session cache would die
+    // with it, so sessions resume only from tickets sealed with the key
+    // file's keys. rustls never accepts 0-RTT data by default.
     config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
+    match ticketer {
+        Some(ticketer) => {
+            config.ticketer = Arc::new(ticketer);
+            config.send_tls13_tickets = 2;
+        }
+        None => config.send_tls13_tickets = 0,
+    }
     Ok(Arc::new(config))
 }

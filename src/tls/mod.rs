@@ -1,8 +1,11 @@
 //! The TLS side of every program: what the environment says about keys,
-//! certificates, trust anchors and server names, turned into a rustls
-//! configuration before the first byte of the handshake; and the words
-//! for what goes wrong with it ([`errors`]).
+//! certificates, trust anchors, server names, session ticket keys and
+//! OCSP responses, turned into a rustls configuration before the first
+//! byte of the handshake; and the words for what goes wrong with it
+//! ([`errors`]).
 pub mod config;
 pub mod errors;
+pub mod ocsp;
 pub mod pki;
 pub mod sni;
+pub mod tickets;

@@ -1577,6 +1577,74 @@ where
     stdout
 }
 
+/// Reads `fd` until what was read contains `needle` (panics on EOF or
+/// after [`DEADLINE`]); returns everything read.
+pub fn read_until(fd: &OwnedFd, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let mut buf = [0; 4096];
+        let n = read_some(fd.as_fd(), &mut buf, deadline).unwrap();
+        assert!(
+            n > 0,
+            "EOF before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// One session of `openssl s_client ARGS` (SNI localhost, `ca` trusted,
+/// verification errors fatal) with a fresh engine from `spawn`, which
+/// must have a notification pipe: a line each way, then s_client's EOF,
+/// which must end it with 0. Returns s_client's stdout, the information
+/// string and how the engine ended.
+pub fn s_client_session(
+    spawn: Spawn,
+    ca: &Path,
+    args: &[&std::ffi::OsStr],
+) -> (String, Vec<u8>, Exit) {
+    let listener = Listener::new();
+    let mut openssl = ChildGuard(
+        Command::new(OPENSSL)
+            .args(["s_client", "-connect", &listener.addr.to_string()])
+            .args([
+                "-servername",
+                "localhost",
+                "-verify_return_error",
+                "-CAfile",
+            ])
+            .arg(ca)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn openssl"),
+    );
+    let mut stdin = openssl.0.stdin.take().unwrap();
+    let stdout: OwnedFd = openssl.0.stdout.take().unwrap().into();
+    set_nonblocking(stdout.as_fd());
+    let stderr = drain(openssl.0.stderr.take().unwrap());
+    let mut engine = spawn.spawn(Some(listener.accept()));
+    stdin.write_all(b"ping\n").unwrap();
+    assert_eq!(engine.app_read_exact(5), b"ping\n");
+    let info = engine.read_notification();
+    engine.app_write(b"pong\n").unwrap();
+    // Tickets come before the reply: once it is read, s_client has them.
+    let mut out = read_until(&stdout, "pong\n");
+    drop(stdin);
+    assert_eq!(engine.app_read_to_eof(), b"");
+    engine.close_app_in();
+    let exit = engine.wait();
+    let status = openssl.wait_within(DEADLINE);
+    out.push_str(&String::from_utf8_lossy(&read_to_eof(stdout.as_fd())));
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert!(status.success(), "openssl: {status}: {stderr}\n{out}");
+    (out, info, exit)
+}
+
 /// Reads `r` to its end in a thread.
 pub fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {

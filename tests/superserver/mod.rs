@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -418,14 +419,17 @@ fn listens(pid: u32, port: u16) -> bool {
 
 /// The TLS configuration of a server: CERTFILE/KEYFILE (the standard
 /// ECDSA pair), CAFILE and CADIR (the standard CA), an SNI pair
-/// `CERTFILE:a.example`/`KEYFILE:a.example`, and TLS_UID/TLS_GID set to
-/// our own ids (so a privilege drop is harmless).
+/// `CERTFILE:a.example`/`KEYFILE:a.example`, TLS_UID/TLS_GID set to
+/// our own ids (so a privilege drop is harmless), and a session ticket
+/// key file (TICKETKEYFILE, TICKETLIFETIME).
 pub fn tls_env(dir: &TempDir) -> Vec<(String, String)> {
     let (cert, key) = pki().server_p256.write(dir, "server");
     let (sni_cert, sni_key) = pki().server_rsa.write(dir, "sni");
     let ca = dir.write("ca.pem", pki().ca.cert_pem());
     let cadir = dir.subdir("cadir");
     std::fs::write(cadir.join("ca.pem"), pki().ca.cert_pem()).unwrap();
+    let tickets = dir.write("tickets.key", [0x5a; 80]);
+    std::fs::set_permissions(&tickets, std::fs::Permissions::from_mode(0o600)).unwrap();
     let s = |p: &Path| p.to_string_lossy().into_owned();
     vec![
         ("CERTFILE".into(), s(&cert)),
@@ -436,6 +440,8 @@ pub fn tls_env(dir: &TempDir) -> Vec<(String, String)> {
         ("KEYFILE:a.example".into(), s(&sni_key)),
         ("TLS_UID".into(), nix::unistd::getuid().to_string()),
         ("TLS_GID".into(), nix::unistd::getgid().to_string()),
+        ("TICKETKEYFILE".into(), s(&tickets)),
+        ("TICKETLIFETIME".into(), "600".into()),
     ]
 }
 
@@ -449,6 +455,8 @@ pub const TLS_VARIABLES: &[&str] = &[
     "KEYFILE:a.example",
     "TLS_UID",
     "TLS_GID",
+    "TICKETKEYFILE",
+    "TICKETLIFETIME",
 ];
 
 /// `tls_env` plus `extra` pairs.

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             "sessions" => {
                 let secs = num(2).unwrap_or(10);
                 let conc = num(3).unwrap_or(2) as usize;
-                let r = client::sessions(addr, mode, &config, conc, Duration::from_secs(secs));
+                let r = client::sessions(addr, mode, client::client_config, conc, Duration::from_secs(secs));
                 println!(
                     "{} sessions ({} errors) in {:.2} s: {:.1}/s",
                     r.sessions,

@@ -6,7 +6,8 @@
 //!
 //! `--bin`: where s6-ucspitlsd, s6-tlsd-io and s6-tlsd are (target/release);
 //! `--bench-bin`: where bench-app is; `--tmp`: a scratch directory holding
-//! ec.crt/ec.key and rsa.crt/rsa.key, where logs are written.
+//! ec.crt/ec.key, rsa.crt/rsa.key and ticket.key (80 bytes, mode 0600),
+//! where logs are written.
 //!
 //! The servers run pinned to CPU 0, the client (this process) to CPU 1.
 //! Every row is measured over interleaved rounds: round 1 of every row,
@@ -104,7 +105,17 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
-        for var in ["CERTFILE", "KEYFILE", "CADIR", "CAFILE", "TLS_UID", "TLS_GID"] {
+        for var in [
+            "CERTFILE",
+            "KEYFILE",
+            "CADIR",
+            "CAFILE",
+            "TLS_UID",
+            "TLS_GID",
+            "TICKETKEYFILE",
+            "TICKETLIFETIME",
+            "OCSPFILE",
+        ] {
             cmd.env_remove(var);
         }
         for (k, v) in env {
@@ -169,6 +180,9 @@ impl Drop for Server {
 struct Servers {
     tls_ec: Server,
     tls_rsa: Server,
+    /// The same two with TICKETKEYFILE: sessions can resume.
+    tickets_ec: Server,
+    tickets_rsa: Server,
     plain: Server,
     tlsd: Server,
     stunnel: Server,
@@ -190,6 +204,11 @@ fn start_servers(s: &Settings) -> io::Result<Servers> {
         ("CERTFILE", s.tmp.join("rsa.crt")),
         ("KEYFILE", s.tmp.join("rsa.key")),
     ];
+    let with_tickets = |pair: &[(&'static str, PathBuf); 2]| {
+        let mut env = pair.to_vec();
+        env.push(("TICKETKEYFILE", s.tmp.join("ticket.key")));
+        env
+    };
     let chain = |wrapper: &OsString, mode: &str| {
         vec![wrapper.clone(), "--".into(), app.clone(), mode.into()]
     };
@@ -212,6 +231,18 @@ fn start_servers(s: &Settings) -> io::Result<Servers> {
     Ok(Servers {
         tls_ec: Server::start(s, "s6-ucspitlsd-ecdsa", &chain(&ucspitlsd, "starttls"), &ec)?,
         tls_rsa: Server::start(s, "s6-ucspitlsd-rsa", &chain(&ucspitlsd, "starttls"), &rsa)?,
+        tickets_ec: Server::start(
+            s,
+            "s6-ucspitlsd-ecdsa-tickets",
+            &chain(&ucspitlsd, "starttls"),
+            &with_tickets(&ec),
+        )?,
+        tickets_rsa: Server::start(
+            s,
+            "s6-ucspitlsd-rsa-tickets",
+            &chain(&ucspitlsd, "starttls"),
+            &with_tickets(&rsa),
+        )?,
         plain: Server::start(s, "plain", &chain(&ucspitlsd, "plain"), &ec)?,
         tlsd: Server::start(s, "s6-tlsd", &chain(&tlsd, "immediate"), &ec)?,
         stunnel: Server::start(
@@ -304,15 +335,16 @@ fn ping(server: &Server, mode: Mode, cfg: &Arc<ClientConfig>, n: usize) -> io::R
     Ok((stats::median(&times), stats::percentile(&times, 99.0)))
 }
 
-/// Sessions per second, and the server's CPU milliseconds per session
-/// (super-server + everything it reaped, user + system).
+/// Sessions per second, the server's CPU milliseconds per session
+/// (super-server + everything it reaped, user + system), and the fraction
+/// of sessions resumed from a ticket.
 fn sessions(
     server: &Server,
     mode: Mode,
-    cfg: &Arc<ClientConfig>,
+    cfg: fn() -> Arc<ClientConfig>,
     concurrency: usize,
     time: Duration,
-) -> io::Result<(f64, f64)> {
+) -> io::Result<(f64, f64, f64)> {
     if !server.wait_idle() {
         return Err(io::Error::other("sessions still running before the run"));
     }
@@ -330,7 +362,35 @@ fn sessions(
     if r.errors > 0 {
         return Err(io::Error::other(format!("{} sessions failed", r.errors)));
     }
-    Ok((r.per_second(), (after - before) * 1000.0 / r.sessions as f64))
+    Ok((
+        r.per_second(),
+        (after - before) * 1000.0 / r.sessions as f64,
+        r.resumed as f64 / r.sessions as f64,
+    ))
+}
+
+/// The TLS bytes of one handshake (both directions, until the client's
+/// handshake is done): a full one with `full`, or a resumed one, after a
+/// first session has given the client a ticket.
+fn handshake_bytes(server: &Server, full: &Arc<ClientConfig>, resumed: bool) -> io::Result<f64> {
+    let cfg = if resumed {
+        let cfg = client::resuming_client_config();
+        client::session(server.addr(), Mode::StartTls, &cfg)?;
+        cfg
+    } else {
+        full.clone()
+    };
+    let conn = Conn::open(server.addr(), Mode::StartTls, &cfg)?;
+    if conn.resumed() != resumed {
+        return Err(io::Error::other(format!(
+            "{}: the session was {}resumed",
+            server.name,
+            if resumed { "not " } else { "" }
+        )));
+    }
+    let bytes = conn.handshake_bytes() as f64;
+    conn.quit()?;
+    Ok(bytes)
 }
 
 /// Memory of one process of a session, KiB.
@@ -580,22 +640,46 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
             Err(e) => res.fail(&format!("ping {name}"), e),
         }
     }
-    let runs: [(&'static str, &Server, Mode, usize); 7] = [
-        ("sess2.tls", &sv.tls_ec, StartTls, 2),
-        ("sess2.plain", &sv.plain, Plain, 2),
-        ("sess2.rsa", &sv.tls_rsa, StartTls, 2),
-        ("sess16.tls", &sv.tls_ec, StartTls, 16),
-        ("sess16.plain", &sv.plain, Plain, 16),
-        ("sess2.tlsd", &sv.tlsd, Immediate, 2),
-        ("sess2.stunnel", &sv.stunnel, Immediate, 2),
+    // The full sessions' client keeps no tickets; the resumed sessions'
+    // client threads each keep theirs.
+    let runs: [(&'static str, &Server, Mode, usize, bool); 12] = [
+        ("sess2.tls", &sv.tls_ec, StartTls, 2, false),
+        ("sess2.plain", &sv.plain, Plain, 2, false),
+        ("sess2.rsa", &sv.tls_rsa, StartTls, 2, false),
+        ("sess16.tls", &sv.tls_ec, StartTls, 16, false),
+        ("sess16.rsa", &sv.tls_rsa, StartTls, 16, false),
+        ("sess16.plain", &sv.plain, Plain, 16, false),
+        ("sess2.tlsd", &sv.tlsd, Immediate, 2, false),
+        ("sess2.stunnel", &sv.stunnel, Immediate, 2, false),
+        ("sess2.tls.resumed", &sv.tickets_ec, StartTls, 2, true),
+        ("sess2.rsa.resumed", &sv.tickets_rsa, StartTls, 2, true),
+        ("sess16.tls.resumed", &sv.tickets_ec, StartTls, 16, true),
+        ("sess16.rsa.resumed", &sv.tickets_rsa, StartTls, 16, true),
     ];
-    for (key, server, mode, conc) in runs {
-        match sessions(server, mode, cfg, conc, s.session_time) {
-            Ok((rate, cpu_ms)) => {
+    for (key, server, mode, conc, resuming) in runs {
+        let run_cfg = if resuming {
+            client::resuming_client_config
+        } else {
+            client::client_config
+        };
+        match sessions(server, mode, run_cfg, conc, s.session_time) {
+            Ok((rate, cpu_ms, resumed)) => {
                 res.push(key, rate);
                 res.push(Box::leak(format!("cpu.{key}").into_boxed_str()), cpu_ms);
+                if resuming {
+                    res.push(Box::leak(format!("share.{key}").into_boxed_str()), resumed * 100.0);
+                }
             }
             Err(e) => res.fail(key, e),
+        }
+    }
+    for (name, server) in [("tls", &sv.tickets_ec), ("rsa", &sv.tickets_rsa)] {
+        for (kind, resumed) in [("full", false), ("resumed", true)] {
+            let key: &'static str = Box::leak(format!("hsbytes.{name}.{kind}").into_boxed_str());
+            match handshake_bytes(server, cfg, resumed) {
+                Ok(bytes) => res.push(key, bytes),
+                Err(e) => res.fail(key, e),
+            }
         }
     }
     match memory(&sv.tls_ec, StartTls, cfg, "s6-tlsd-io") {
@@ -692,6 +776,8 @@ fn rows() -> Vec<Row> {
     use Target::*;
     let plain = |k| Some(("plain", k));
     let stunnel = |k| Some(("stunnel4", k));
+    let full_rsa = |k| Some(("full RSA-2048", k));
+    let full_ec = |k| Some(("full ECDSA", k));
     vec![
         row("down MB/s (s6-ucspitlsd, TLS 1.3)", "down.tls", plain("down.plain"), RatioAtLeast(0.55), 1),
         row("up MB/s (s6-ucspitlsd, TLS 1.3)", "up.tls", plain("up.plain"), RatioAtLeast(0.55), 1),
@@ -717,6 +803,16 @@ fn rows() -> Vec<Row> {
         row("  s6-tlsd server CPU ms/MiB down", "cpu.down.tlsd", stunnel("cpu.down.stunnel"), Info, 3),
         row("  s6-tlsd server CPU ms/MiB up", "cpu.up.tlsd", stunnel("cpu.up.stunnel"), Info, 3),
         row("s6-tlsd sessions/s c2", "sess2.tlsd", stunnel("sess2.stunnel"), RatioAtLeast(1.0), 1),
+        row("resumed sessions/s c2 RSA-2048", "sess2.rsa.resumed", full_rsa("sess2.rsa"), RatioAtLeast(1.25), 1),
+        row("resumed sessions/s c16 RSA-2048", "sess16.rsa.resumed", full_rsa("sess16.rsa"), RatioAtLeast(1.25), 1),
+        row("  resumed RSA-2048 vs full ECDSA c2", "sess2.rsa.resumed", full_ec("sess2.tls"), RatioAtLeast(1.0), 1),
+        row("  resumed RSA-2048 vs full ECDSA c16", "sess16.rsa.resumed", full_ec("sess16.tls"), RatioAtLeast(1.0), 1),
+        row("resumed sessions/s c2 ECDSA P-256", "sess2.tls.resumed", full_ec("sess2.tls"), Info, 1),
+        row("resumed sessions/s c16 ECDSA P-256", "sess16.tls.resumed", full_ec("sess16.tls"), Info, 1),
+        row("  server CPU ms/session c16 RSA resumed", "cpu.sess16.rsa.resumed", full_rsa("cpu.sess16.rsa"), Info, 3),
+        row("  % of those sessions resumed (RSA c16)", "share.sess16.rsa.resumed", None, Info, 1),
+        row("handshake bytes ECDSA resumed", "hsbytes.tls.resumed", full_ec("hsbytes.tls.full"), Info, 0),
+        row("handshake bytes RSA-2048 resumed", "hsbytes.rsa.resumed", full_rsa("hsbytes.rsa.full"), Info, 0),
     ]
 }
 
@@ -732,6 +828,16 @@ fn reference_rows() -> Vec<Row> {
         row("plain server CPU ms/session c16", "cpu.sess16.plain", None, Info, 3),
         row("server CPU ms/session c2 ECDSA", "cpu.sess2.tls", None, Info, 3),
         row("server CPU ms/session c2 RSA", "cpu.sess2.rsa", None, Info, 3),
+        row("full sessions/s c16 RSA-2048", "sess16.rsa", None, Info, 1),
+        row("server CPU ms/session c16 RSA", "cpu.sess16.rsa", None, Info, 3),
+        row("handshake bytes ECDSA full", "hsbytes.tls.full", None, Info, 0),
+        row("handshake bytes RSA-2048 full", "hsbytes.rsa.full", None, Info, 0),
+        row("% of sessions resumed c2 ECDSA", "share.sess2.tls.resumed", None, Info, 1),
+        row("% of sessions resumed c16 ECDSA", "share.sess16.tls.resumed", None, Info, 1),
+        row("% of sessions resumed c2 RSA-2048", "share.sess2.rsa.resumed", None, Info, 1),
+        row("server CPU ms/session c2 ECDSA resumed", "cpu.sess2.tls.resumed", None, Info, 3),
+        row("server CPU ms/session c2 RSA resumed", "cpu.sess2.rsa.resumed", None, Info, 3),
+        row("server CPU ms/session c16 ECDSA resumed", "cpu.sess16.tls.resumed", None, Info, 3),
         row("server CPU ms/session c2 plain", "cpu.sess2.plain", None, Info, 3),
         row("server CPU ms/session c2 s6-tlsd", "cpu.sess2.tlsd", None, Info, 3),
         row("server CPU ms/session c2 stunnel4", "cpu.sess2.stunnel", None, Info, 3),
