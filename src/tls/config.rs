@@ -5,16 +5,12 @@
 use crate::cli::error::Fatal;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::pki;
+use crate::tls::pki::env_path;
 use crate::tls::sni::{self, Selector};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::ServerConfig;
-use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
-
-fn env_path(name: &str) -> Option<OsString> {
-    std::env::var_os(name).filter(|v| !v.is_empty())
-}
 
 /// Loads every key, certificate and trust anchor the options call for and
 /// returns the finished configuration.
@@ -75,16 +71,8 @@ pub fn server_config(opts: &Options) -> Result<Arc<ServerConfig>, Fatal> {
     let builder = match opts.client_cert {
         ClientCert::None => builder.with_no_client_auth(),
         policy => {
-            let cadir = env_path("CADIR");
-            let cafile = env_path("CAFILE");
-            if cadir.is_none() && cafile.is_none() {
-                return Err(Fatal::usage(
-                    "client certificates requested but neither CADIR nor CAFILE is set",
-                ));
-            }
-            let roots = pki::load_anchors(
-                cadir.as_deref().map(Path::new),
-                cafile.as_deref().map(Path::new),
+            let roots = pki::env_anchors(
+                "client certificates requested but neither CADIR nor CAFILE is set",
             )?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if policy == ClientCert::Optional {
