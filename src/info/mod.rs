@@ -92,12 +92,8 @@ pub fn cipher_name(suite: CipherSuite) -> String {
     known.to_owned()
 }
 
-/// The five entries, in their order, for a finished handshake of either
-/// role: `sni` is the name the client sent (as the server received it, or
-/// as the client gave it), and the PEER entries describe the peer's
-/// end-entity certificate only when `peer_verified` (an unverified
-/// certificate never reads as if it identified the peer).
-pub fn entries(conn: &rustls::CommonState, sni: Option<&str>, peer_verified: bool) -> Vec<Entry> {
+/// The five entries of SPEC.md, in their order, for a finished handshake.
+pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
     let protocol = conn
         .protocol_version()
         .map(protocol_name)
@@ -105,11 +101,8 @@ pub fn entries(conn: &rustls::CommonState, sni: Option<&str>, peer_verified: boo
     let cipher = conn
         .negotiated_cipher_suite()
         .map(|s| cipher_name(s.suite()));
-    let sni = sni.map(str::to_owned);
-    let leaf = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .filter(|_| peer_verified);
+    let sni = conn.server_name().map(str::to_owned);
+    let leaf = conn.peer_certificates().and_then(|c| c.first());
     let hash = leaf.map(|cert| {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert);
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();

@@ -637,7 +637,7 @@ impl Tunnel {
             // The application stopped reading during the handshake.
             self.stop_reading_network();
         }
-        let entries = info::entries(&self.conn, self.conn.server_name(), true);
+        let entries = info::entries(&self.conn);
         if self.log.verbosity >= 2 {
             let value = |i: usize| entries[i].1.as_deref().unwrap_or("-").to_owned();
             self.log.info(&format!(

@@ -584,6 +584,8 @@ pub struct Spawn {
     app_in: Option<OwnedFd>,
     app_out: Option<OwnedFd>,
     notify: Option<OwnedFd>,
+    /// The child's fds 0 and 1 when they are not the network.
+    stdio: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl Spawn {
@@ -611,7 +613,30 @@ impl Spawn {
             app_in: None,
             app_out: None,
             notify: None,
+            stdio: None,
         }
+    }
+
+    /// Pipes for an application on the child's fds 0 and 1 (the client
+    /// engine's side): the test writes what the child reads on fd 0 on
+    /// [`Engine::app_in`], reads what it writes on fd 1 on
+    /// [`Engine::app_out`]. Spawn with `None` then.
+    pub fn app_std(mut self) -> Spawn {
+        let (stdin, app_in) = pipe();
+        set_nonblocking(app_in.as_fd());
+        let (app_out, stdout) = pipe();
+        set_nonblocking(app_out.as_fd());
+        self.stdio = Some((stdin, stdout));
+        self.app_in = Some(app_in);
+        self.app_out = Some(app_out);
+        self
+    }
+
+    /// A connected socket on two descriptors of the child, `r` for
+    /// reading and `w` for writing (a UCSPI client's 6 and 7).
+    pub fn net_on(self, r: RawFd, w: RawFd, sock: TcpStream) -> Spawn {
+        let dup = sock.try_clone().expect("dup socket");
+        self.fd(r, OwnedFd::from(sock)).fd(w, OwnedFd::from(dup))
     }
 
     /// Pipes for the application side: the child reads cleartext on
@@ -668,9 +693,14 @@ impl Spawn {
                 cmd.stdin(Stdio::from(OwnedFd::from(sock)))
                     .stdout(Stdio::from(OwnedFd::from(out)));
             }
-            None => {
-                cmd.stdin(Stdio::null()).stdout(Stdio::null());
-            }
+            None => match self.stdio {
+                Some((stdin, stdout)) => {
+                    cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout));
+                }
+                None => {
+                    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+                }
+            },
         }
         cmd.stderr(Stdio::piped());
         const MAX: usize = 8;
