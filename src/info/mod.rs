@@ -92,8 +92,11 @@ pub fn cipher_name(suite: CipherSuite) -> String {
     known.to_owned()
 }
 
-/// The five entries of SPEC.md, in their order, for a finished handshake.
-pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
+/// The five entries, in their order, for a finished handshake of either
+/// role: `sni` is the server name the role knows (the one the client sent,
+/// on the server side), and the peer entries describe the peer's verified
+/// end-entity certificate.
+pub fn entries(conn: &rustls::CommonState, sni: Option<&str>) -> Vec<Entry> {
     let protocol = conn
         .protocol_version()
         .map(protocol_name)
@@ -101,7 +104,6 @@ pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
     let cipher = conn
         .negotiated_cipher_suite()
         .map(|s| cipher_name(s.suite()));
-    let sni = conn.server_name().map(str::to_owned);
     let leaf = conn.peer_certificates().and_then(|c| c.first());
     let hash = leaf.map(|cert| {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert);
@@ -112,10 +114,19 @@ pub fn entries(conn: &rustls::ServerConnection) -> Vec<Entry> {
     vec![
         ("SSL_PROTOCOL".into(), protocol),
         ("SSL_CIPHER".into(), cipher),
-        ("SSL_TLS_SNI_SERVERNAME".into(), sni),
+        ("SSL_TLS_SNI_SERVERNAME".into(), sni.map(str::to_owned)),
         ("SSL_PEER_CERT_HASH".into(), hash),
         ("SSL_PEER_CERT_SUBJECT".into(), subject),
     ]
+}
+
+/// The server's entries: the SNI is the name the client sent.
+pub fn server_entries(conn: &rustls::Connection) -> Vec<Entry> {
+    let sni = match conn {
+        rustls::Connection::Server(server) => server.server_name(),
+        rustls::Connection::Client(_) => None,
+    };
+    entries(conn, sni)
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! s6-tlsd-io: takes its descriptors, loads the TLS configuration, drops
 //! privileges, and runs the tunnel.
 
-use crate::cli::error::Fatal;
+use crate::cli::error::{Fatal, EXIT_SETUP};
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
+use crate::info;
 use crate::plumbing::fds::{own_fd, parse_fd};
 use crate::plumbing::privs;
 use crate::tls::config;
-use crate::tunnel::{Fds, Tunnel};
+use crate::tunnel::{Fds, Peer, Tunnel};
 use std::ffi::OsString;
 
 /// `operands` are `fdr fdw`, as the option parser checked.
@@ -36,5 +37,11 @@ pub fn run(opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal
     let (uid, gid) = privs::ids_from_env()?;
     let config = config::server_config(opts)?;
     privs::drop_privileges(uid, gid)?;
-    Tunnel::new(config, opts, fds, *log)?.run()
+    let conn = rustls::ServerConnection::new(config)
+        .map_err(|e| Fatal::new(EXIT_SETUP, format!("unable to create TLS connection: {e}")))?;
+    let peer = Peer {
+        called: "client",
+        entries: Box::new(info::server_entries),
+    };
+    Tunnel::new(conn.into(), peer, opts, fds, *log)?.run()
 }

@@ -1,7 +1,32 @@
-//! The tunnel: one TLS server connection between the network (fd 0 read,
-//! fd 1 write) and the application (`fdr` cleartext in, `fdw` cleartext
-//! out), driven by a single-threaded `poll` loop over at most four
-//! descriptors, with the close rules of SPEC.md.
+//! The tunnel: one TLS connection, server or client, between the network
+//! and the application (cleartext in, cleartext out), driven by a
+//! single-threaded `poll` loop over at most four descriptors, with the
+//! close rules of doc/s6-tlsd-io.md ("Closing").
+//!
+//! # What a role gives the tunnel
+//!
+//! The loop is the same for both roles; the caller hands it what differs:
+//!
+//! - the connection, as a [`rustls::Connection`] (`Connection::Server` or
+//!   `Connection::Client`), freshly made from the role's configuration;
+//! - the four descriptors, already owned, in [`Fds`]: which numbers are
+//!   the network and which the application is the caller's business
+//!   (fds 0/1 and `fdr fdw` for s6-tlsd-io, the reverse for s6-tlsc-io),
+//!   plus the optional notification descriptor;
+//! - a [`Peer`]: what the information string says about the finished
+//!   handshake (for the server, [`info::server_entries`]; a client builds
+//!   its entries with [`info::entries`] and the name it sent), and how the
+//!   handshake summary at -v2 names the peer.
+//!
+//! ```no_run
+//! # use s6_tls::{cli::{log::Log, opts::Options}, info, tunnel::{Fds, Peer, Tunnel}};
+//! # fn f(config: std::sync::Arc<rustls::ServerConfig>, fds: Fds, opts: &Options, log: Log)
+//! # -> Result<(), s6_tls::cli::error::Fatal> {
+//! let conn = rustls::ServerConnection::new(config).expect("a usable configuration");
+//! let peer = Peer { called: "client", entries: Box::new(info::server_entries) };
+//! Tunnel::new(conn.into(), peer, opts, fds, log)?.run()
+//! # }
+//! ```
 //!
 //! Each direction is a small state machine. Network to application ends
 //! when the peer's close_notify or EOF has been delivered (then `fdw` is
@@ -19,10 +44,9 @@ use crate::info;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, shutdown, sockopt, Shutdown};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::Connection;
 use std::io::{self, BufRead, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes read from the network in one call.
@@ -33,7 +57,8 @@ const APP_READ: usize = 32 * 1024;
 /// acknowledged everything.
 const LINGER_CHECK: Duration = Duration::from_millis(5);
 
-/// The four descriptors and what the engine does on its exit.
+/// The four descriptors of the tunnel, whatever their numbers, and the
+/// one the information string goes to after the handshake.
 pub struct Fds {
     pub net_in: OwnedFd,
     pub net_out: OwnedFd,
@@ -41,6 +66,18 @@ pub struct Fds {
     pub app_out: OwnedFd,
     pub notify: Option<OwnedFd>,
 }
+
+/// What the tunnel needs to know about the other end of the connection.
+pub struct Peer {
+    /// The peer's name in the -v2 handshake summary (`client=SUBJECT`).
+    pub called: &'static str,
+    /// The information entries of the finished handshake, computed once
+    /// when it completes.
+    pub entries: Box<Describe>,
+}
+
+/// Builds the information entries from a finished connection.
+pub type Describe = dyn FnOnce(&Connection) -> Vec<info::Entry>;
 
 /// `io::Write` over a raw descriptor, so rustls can `writev` whole flights.
 struct FdWriter<'a>(BorrowedFd<'a>);
@@ -73,7 +110,8 @@ impl NetBuffer {
 }
 
 pub struct Tunnel {
-    conn: ServerConnection,
+    conn: Connection,
+    peer: Option<Peer>,
     log: Log,
     opts: Options,
     /// The network descriptors, while that direction is in use.
@@ -123,17 +161,12 @@ fn set_nonblocking(fd: BorrowedFd<'_>, what: &str) -> Result<(), Fatal> {
 
 impl Tunnel {
     pub fn new(
-        config: Arc<ServerConfig>,
+        mut conn: Connection,
+        peer: Peer,
         opts: &Options,
         fds: Fds,
         log: Log,
     ) -> Result<Self, Fatal> {
-        let mut conn = ServerConnection::new(config).map_err(|e| {
-            Fatal::new(
-                crate::cli::error::EXIT_SETUP,
-                format!("unable to create TLS connection: {e}"),
-            )
-        })?;
         // We bound both buffers ourselves: the application is read only
         // after the handshake and only when everything before is sent.
         conn.set_buffer_limit(None);
@@ -146,6 +179,7 @@ impl Tunnel {
         let now = Instant::now();
         Ok(Tunnel {
             conn,
+            peer: Some(peer),
             log,
             opts: opts.clone(),
             net_in: Some(fds.net_in),
@@ -637,15 +671,19 @@ impl Tunnel {
             // The application stopped reading during the handshake.
             self.stop_reading_network();
         }
-        let entries = info::entries(&self.conn);
+        let Some(peer) = self.peer.take() else {
+            return;
+        };
+        let entries = (peer.entries)(&self.conn);
         if self.log.verbosity >= 2 {
             let value = |i: usize| entries[i].1.as_deref().unwrap_or("-").to_owned();
             self.log.info(&format!(
-                "handshake done in {} ms: protocol={} cipher={} sni={} client={}",
+                "handshake done in {} ms: protocol={} cipher={} sni={} {}={}",
                 self.started.elapsed().as_millis(),
                 value(0),
                 value(1),
                 value(2),
+                peer.called,
                 value(4)
             ));
         }
