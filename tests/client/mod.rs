@@ -36,7 +36,12 @@ pub const TLSC_IO: &str = env!("CARGO_BIN_EXE_s6-tlsc-io");
 /// 0/1 ([`crate::common::Engine::app_in`]/`app_out`), `sock` on fds 3
 /// (read) and 4 (write), `CAFILE` the standard CA written in `dir`.
 pub fn tlsc_io(dir: &TempDir, args: &[&str], sock: TcpStream) -> Spawn {
-    let ca = dir.write("ca.pem", pki().ca.cert_pem());
+    // Written once per directory: rewriting a file another engine of the
+    // test is reading would race with it.
+    let ca = dir.path().join("tlsc-ca.pem");
+    if !ca.exists() {
+        dir.write("tlsc-ca.pem", pki().ca.cert_pem());
+    }
     let mut words = args.to_vec();
     words.extend(["3", "4"]);
     Spawn::program(TLSC_IO, words)
@@ -151,7 +156,9 @@ fn serve(listener: &Listener, spec: ServerSpec) -> Served {
         .expect("server certificate");
     config.send_half_rtt_data = true;
     let mut conn = ServerConnection::new(Arc::new(config)).expect("server connection");
-    conn.writer().write_all(&spec.early).expect("buffer early data");
+    conn.writer()
+        .write_all(&spec.early)
+        .expect("buffer early data");
     let mut sock = listener.accept();
     sock.set_read_timeout(Some(DEADLINE)).unwrap();
     sock.set_write_timeout(Some(DEADLINE)).unwrap();
@@ -409,7 +416,9 @@ pub fn bad_certificates() -> Vec<Bad> {
     let intermediate = pki.ca.intermediate("s6-tls Test Intermediate");
     let self_signed = {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let cert = server_params(&names).self_signed(&key).expect("self-signed");
+        let cert = server_params(&names)
+            .self_signed(&key)
+            .expect("self-signed");
         Leaf {
             cert: cert.der().clone(),
             cert_pem: cert.pem(),
