@@ -8,6 +8,7 @@
 
 mod client;
 mod common;
+mod superserver;
 
 use client::{
     bad_certificates, connect, python_server, s_server, tlsc_io, RustlsServer, ServerSpec, PATIENCE,

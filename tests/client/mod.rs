@@ -12,12 +12,16 @@
 //!   Python `ssl` server ([`python_server`]);
 //! - [`Bad`]: the server certificates a client must refuse;
 //! - [`tlsc_io`]: s6-tlsc-io with the application on its fds 0/1 and the
-//!   network on 3/4.
+//!   network on 3/4;
+//! - [`tcpclient`]: a command line under ucspi-tcp's `tcpclient`, which
+//!   connects and runs it with the connection on fds 6/7 and `TCPREMOTEIP`
+//!   and friends set.
 #![allow(dead_code)]
 
 use crate::common::{
     drain, pki, ChildGuard, KeyKind, Leaf, Listener, Spawn, TempDir, Versions, DEADLINE,
 };
+use crate::superserver::Group;
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -48,6 +52,42 @@ pub fn tlsc_io(dir: &TempDir, args: &[&str], sock: TcpStream) -> Spawn {
         .app_std()
         .net_on(3, 4, sock)
         .env("CAFILE", ca)
+}
+
+/// `tcpclient -RHl0 127.0.0.1 PORT cmd...` in its own process group, with
+/// exactly `env` (and a PATH), stdout into `dir/NAME.stdout` (returned),
+/// stderr into `dir/NAME.stderr`.
+pub fn tcpclient(
+    port: u16,
+    cmd: &[&str],
+    env: &[(String, String)],
+    dir: &TempDir,
+    name: &str,
+) -> (Group, PathBuf) {
+    let stdout = dir.path().join(format!("{name}.stdout"));
+    let mut command = Command::new("tcpclient");
+    command
+        .args(["-RHl0", "127.0.0.1", &port.to_string()])
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).expect("create stdout file"));
+    (Group::spawn(command, env, dir, name), stdout)
+}
+
+/// Whether every process of group `pgid` is gone within `within` (the
+/// engine a program leaves behind has ended too).
+pub fn group_gone(pgid: u32, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    let pgid = nix::unistd::Pid::from_raw(pgid as i32);
+    loop {
+        if nix::sys::signal::killpg(pgid, None) == Err(nix::errno::Errno::ESRCH) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// A connection to `port` on 127.0.0.1.
