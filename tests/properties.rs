@@ -538,17 +538,6 @@ proptest! {
             }
         }
     }
-
-    /// What s6-ucspitlsd and s6-tlsd pass to s6-tlsd-io reads back the same.
-    #[test]
-    fn opts_engine_args_round_trip(items in items(Program::Ucspitlsd)) {
-        let o = model(&items);
-        let mut words: Vec<OsString> = opts::engine_args(&o).into_iter().map(OsString::from).collect();
-        words.extend(os(&["0", "1"]));
-        let (back, rest) = opts::parse(Program::TlsdIo, &words).unwrap();
-        prop_assert_eq!(back, Options { keep_env: false, notif_fd: None, ..o });
-        prop_assert_eq!(rest, os(&["0", "1"]));
-    }
 }
 
 #[test]

@@ -27,11 +27,16 @@ pub fn main(
         log.verbosity = opts.verbosity;
         body(&opts, &operands, &log)
     });
+    ExitCode::from(conclude(&log, result))
+}
+
+/// A program's end: its one message if it failed, and its exit code.
+pub fn conclude(log: &Log, result: Result<(), Fatal>) -> u8 {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => crate::cli::error::EXIT_OK,
         Err(e) => {
             log.exit_message(&e);
-            ExitCode::from(e.code)
+            e.code
         }
     }
 }

@@ -315,30 +315,6 @@ pub fn parse_decimal(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-/// Turns options back into the command line of s6-tlsd-io, for the
-/// programs that exec or spawn it.
-pub fn engine_args(opts: &Options) -> Vec<String> {
-    let mut v = vec![
-        if opts.close_notify { "-S" } else { "-s" }.to_owned(),
-        if opts.enforce_close_notify {
-            "-J"
-        } else {
-            "-j"
-        }
-        .to_owned(),
-    ];
-    match opts.client_cert {
-        ClientCert::None => {}
-        ClientCert::Optional => v.push("-Y".into()),
-        ClientCert::Mandatory => v.push("-y".into()),
-    }
-    v.push(format!("-v{}", opts.verbosity));
-    v.push(format!("-K{}", opts.kimeout_ms));
-    v.push(format!("--handshake-timeout={}", opts.handshake_timeout_ms));
-    v.push(format!("-k{}", opts.sni_level));
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,28 +452,5 @@ mod tests {
                 .message
                 .starts_with(&format!("usage: {}", program.name())));
         }
-    }
-
-    #[test]
-    fn engine_args_round_trip() {
-        let (o, _) = parse(
-            Program::Ucspitlsd,
-            &args(&["-SJY", "-v0", "-K7", "--handshake-timeout=8", "-k2", "p"]),
-        )
-        .unwrap();
-        let mut words = engine_args(&o);
-        words.extend(["0".into(), "1".into()]);
-        let (back, _) = parse(
-            Program::TlsdIo,
-            &args(&words.iter().map(String::as_str).collect::<Vec<_>>()),
-        )
-        .unwrap();
-        assert_eq!(
-            back,
-            Options {
-                keep_env: false,
-                ..o
-            }
-        );
     }
 }

@@ -29,3 +29,33 @@ pub fn own_fd(what: &str, fd: RawFd) -> Result<OwnedFd, Fatal> {
     // once, so this is its only owner in the process.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Closes every descriptor of the process but stderr and `keep`: what a
+/// process that becomes the engine holds is exactly what it uses.
+pub fn close_all_but(keep: &[RawFd]) -> Result<(), Fatal> {
+    let mut kept: Vec<u32> = keep
+        .iter()
+        .chain(&[2])
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut first = 0u32;
+    for next in kept.into_iter().chain([u32::MAX]) {
+        if next > first {
+            // SAFETY: every descriptor this process owns is in `keep` (or
+            // is stderr); the others are leftovers from the process we
+            // forked from, which nothing here refers to any more.
+            let rc =
+                unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first, next - 1, 0u32) };
+            if rc != 0 {
+                return Err(Fatal::sys(
+                    "close inherited descriptors",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        first = next.saturating_add(1);
+    }
+    Ok(())
+}

@@ -1,21 +1,18 @@
-//! UCSPI-TLS descriptor plumbing shared by s6-ucspitlsd and s6-tlsd:
-//! close-on-exec pipes and socket pairs, fork, finding s6-tlsd-io,
-//! building prog's environment, and exec.
+//! UCSPI-TLS descriptor plumbing shared by the programs: close-on-exec
+//! pipes and socket pairs, fork, building prog's environment, and exec.
 
 pub mod fds;
 pub mod privs;
 
 use crate::cli::error::Fatal;
-use crate::cli::opts::{engine_args, Options};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::unistd::{dup2, execv, execvpe, ForkResult};
+use nix::unistd::{dup2, execvpe, ForkResult};
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
 
 /// A pipe whose two ends are closed on exec until we say otherwise.
 pub struct Pipe {
@@ -138,40 +135,6 @@ pub fn exec_prog(argv: &[OsString], env: &[(OsString, OsString)]) -> Result<Infa
         format!("exec {}", argv[0].to_string_lossy()),
         err,
     ))
-}
-
-/// Where s6-tlsd-io is: next to the running executable, else `None` (PATH).
-pub fn engine_path() -> Option<PathBuf> {
-    let beside = std::env::current_exe().ok()?.parent()?.join("s6-tlsd-io");
-    beside.is_file().then_some(beside)
-}
-
-/// Executes s6-tlsd-io with the options translated, the network still on
-/// fds 0/1, and `fdr`/`fdw` (and `notify`) passed by number.
-pub fn exec_engine(
-    engine: Option<&PathBuf>,
-    opts: &Options,
-    fdr: &OwnedFd,
-    fdw: &OwnedFd,
-    notify: Option<&OwnedFd>,
-) -> Result<Infallible, Fatal> {
-    for fd in [Some(fdr), Some(fdw), notify].into_iter().flatten() {
-        keep_on_exec(fd)?;
-    }
-    let mut args: Vec<CString> = vec![CString::new("s6-tlsd-io").expect("no NUL")];
-    let mut words = engine_args(opts);
-    if let Some(fd) = notify {
-        words.push(format!("-d{}", fd.as_raw_fd()));
-    }
-    words.push("--".into());
-    words.push(fdr.as_raw_fd().to_string());
-    words.push(fdw.as_raw_fd().to_string());
-    args.extend(words.into_iter().map(|w| CString::new(w).expect("no NUL")));
-    let err = match engine {
-        Some(path) => execv(&cstring(path.as_os_str())?, &args).unwrap_err(),
-        None => nix::unistd::execvp(&args[0], &args).unwrap_err(),
-    };
-    Err(Fatal::sys("exec s6-tlsd-io", err))
 }
 
 #[cfg(test)]

@@ -1,21 +1,102 @@
-//! What the two engine programs, s6-tlsd-io and s6-tlsc-io, do alike:
-//! take their descriptors (the network and the application on numbers
-//! that depend on the role), load the role's configuration, drop
-//! privileges, and run the tunnel.
+//! The TLS engine, for either role, run in the current process: what
+//! s6-tlsd-io does on its own descriptors ([`run`]), and what the helper
+//! of s6-ucspitlsd and the child of s6-tlsd do to become that engine
+//! without a second exec ([`become_engine`]).
+//!
+//! A role is a [`Role`]: the engine's program name and how its connection
+//! is made: [`SERVER`] and [`CLIENT`]. Each program passes its role to the
+//! same functions, here and in [`super::starttls`] and
+//! [`super::immediate`], with its own network descriptor numbers
+//! ([`NetFds`]).
 
-use crate::cli::error::Fatal;
+use crate::cli::error::{Fatal, EXIT_SETUP};
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
-use crate::plumbing::fds::{own_fd, parse_fd};
+use crate::info;
+use crate::plumbing::fds::{close_all_but, own_fd, parse_fd};
 use crate::plumbing::privs;
-use crate::tls::role::Role;
-use crate::tunnel::{Fds, Tunnel};
+use crate::tls::{client, config};
+use crate::tunnel::{Fds, Peer, Tunnel};
+use rustls::Connection;
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-/// `operands` are `fdr fdw`, as the option parser checked. The server
-/// has the network on 0/1 and the application on `fdr fdw`; the client
-/// the reverse.
-pub fn run(role: Role, opts: &Options, operands: &[OsString], log: &Log) -> Result<(), Fatal> {
+/// What differs between the engines of the two roles.
+pub struct Role {
+    /// The engine's program name: its process name and the prefix of its
+    /// messages, whichever program runs it.
+    pub name: &'static str,
+    /// Reads every file the configuration needs (privileges are still
+    /// those of the start) and makes the connection, nothing sent yet,
+    /// with what the information string will say about the peer.
+    /// What it has to say on the way (a warning) goes to the log.
+    pub connect: Connect,
+}
+
+/// A role's way to its connection, from the options and the environment.
+pub type Connect = fn(&Options, &Log) -> Result<(Connection, Peer), Fatal>;
+
+/// The server: s6-tlsd-io, and the engine of s6-ucspitlsd and s6-tlsd.
+pub const SERVER: Role = Role {
+    name: "s6-tlsd-io",
+    connect: server_connection,
+};
+
+/// The client: s6-tlsc-io, and the engine of s6-ucspitlsc and s6-tlsc.
+pub const CLIENT: Role = Role {
+    name: "s6-tlsc-io",
+    connect: client::connect,
+};
+
+fn server_connection(opts: &Options, _log: &Log) -> Result<(Connection, Peer), Fatal> {
+    let config = config::server_config(opts)?;
+    let conn = rustls::ServerConnection::new(config)
+        .map_err(|e| Fatal::new(EXIT_SETUP, format!("unable to create TLS connection: {e}")))?;
+    let peer = Peer {
+        called: "client",
+        entries: Box::new(info::server_entries),
+    };
+    Ok((conn.into(), peer))
+}
+
+/// The descriptor numbers of the network connection (two different
+/// ones): 0 and 1 on the server side.
+#[derive(Debug, Clone, Copy)]
+pub struct NetFds {
+    pub read: RawFd,
+    pub write: RawFd,
+}
+
+impl NetFds {
+    /// A super-server's: the connection on stdin and stdout.
+    pub const STANDARD: NetFds = NetFds { read: 0, write: 1 };
+
+    /// A UCSPI client's: fds 6/7 unless `-6`/`-7` say otherwise; both
+    /// must be open (else 111).
+    pub fn client(opts: &Options) -> Result<NetFds, Fatal> {
+        for fd in [opts.net_read_fd, opts.net_write_fd] {
+            // SAFETY: F_GETFD only inspects the descriptor table entry.
+            if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
+                return Err(Fatal::sys(
+                    "check network fds",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        Ok(NetFds {
+            read: opts.net_read_fd,
+            write: opts.net_write_fd,
+        })
+    }
+}
+
+/// The `fdr fdw` operands and the `-d notif` of an engine program:
+/// decimal, distinct from each other and from 0 and 1 (else 100), open
+/// (else 111).
+pub fn operand_fds(
+    opts: &Options,
+    operands: &[OsString],
+) -> Result<(OwnedFd, OwnedFd, Option<OwnedFd>), Fatal> {
     let word = |i: usize| operands[i].to_string_lossy().into_owned();
     let fdr = parse_fd("fdr", &word(0))?;
     let fdw = parse_fd("fdw", &word(1))?;
@@ -30,26 +111,62 @@ pub fn run(role: Role, opts: &Options, operands: &[OsString], log: &Log) -> Resu
             "fdr, fdw and notif must be distinct from each other and from 0 and 1",
         ));
     }
-    let notify = opts.notif_fd.map(|fd| own_fd("notif", fd)).transpose()?;
-    let fds = match role {
-        Role::Server => Fds {
-            net_in: own_fd("network input", 0)?,
-            net_out: own_fd("network output", 1)?,
-            app_in: own_fd("fdr", fdr)?,
-            app_out: own_fd("fdw", fdw)?,
-            notify,
-        },
-        Role::Client => Fds {
-            net_in: own_fd("fdr", fdr)?,
-            net_out: own_fd("fdw", fdw)?,
-            app_in: own_fd("application input", 0)?,
-            app_out: own_fd("application output", 1)?,
-            notify,
-        },
-    };
+    Ok((
+        own_fd("fdr", fdr)?,
+        own_fd("fdw", fdw)?,
+        opts.notif_fd.map(|fd| own_fd("notif", fd)).transpose()?,
+    ))
+}
+
+/// Loads the configuration, drops privileges, and runs the tunnel, in
+/// this order: every file is read with the privileges of the start, and
+/// the first byte of the handshake is handled without them.
+pub fn run(role: &Role, opts: &Options, fds: Fds, log: &Log) -> Result<(), Fatal> {
     let (uid, gid) = privs::ids_from_env()?;
-    let loaded = role.load(opts, log)?;
+    let (conn, peer) = (role.connect)(opts, log)?;
     privs::drop_privileges(uid, gid)?;
-    let (conn, peer) = loaded.open()?;
     Tunnel::new(conn, peer, opts, fds, *log)?.run()
+}
+
+/// Turns this process into the role's engine, as if it had been
+/// executed with `net`, `fdr fdw` and `notify`: it takes the engine's name
+/// (so `ps` and `pgrep -x s6-tlsd-io` show it), holds no descriptor but
+/// these (and stderr), runs, and exits with the engine's message and code.
+pub fn become_engine(
+    role: &Role,
+    opts: &Options,
+    net: NetFds,
+    fdr: OwnedFd,
+    fdw: OwnedFd,
+    notify: Option<OwnedFd>,
+) -> ! {
+    let log = Log {
+        prog: role.name,
+        verbosity: opts.verbosity,
+    };
+    let result =
+        take_descriptors(role, net, fdr, fdw, notify).and_then(|fds| run(role, opts, fds, &log));
+    std::process::exit(crate::cli::conclude(&log, result).into())
+}
+
+fn take_descriptors(
+    role: &Role,
+    net: NetFds,
+    fdr: OwnedFd,
+    fdw: OwnedFd,
+    notify: Option<OwnedFd>,
+) -> Result<Fds, Fatal> {
+    let name = std::ffi::CString::new(role.name).expect("no NUL in a program name");
+    // Only what ps shows: nothing depends on it.
+    let _ = nix::sys::prctl::set_name(&name);
+    let mut keep = vec![net.read, net.write, fdr.as_raw_fd(), fdw.as_raw_fd()];
+    keep.extend(notify.as_ref().map(|fd| fd.as_raw_fd()));
+    close_all_but(&keep)?;
+    Ok(Fds {
+        net_in: own_fd("network input", net.read)?,
+        net_out: own_fd("network output", net.write)?,
+        app_in: fdr,
+        app_out: fdw,
+        notify,
+    })
 }

@@ -1,84 +1,12 @@
-//! s6-tlsd: immediate TLS for an ordinary UCSPI server. Spawns
-//! s6-tlsd-io, waits for the handshake's information, applies it to the
-//! environment and becomes prog with cleartext on fds 0/1.
+//! s6-tlsd: immediate TLS for an ordinary UCSPI server, with the server's
+//! engine and the network on fds 0/1 (see [`super::immediate`]).
 
-use crate::cli::error::{Fatal, EXIT_SYS};
+use super::engine::{NetFds, SERVER};
+use super::immediate;
+use crate::cli::error::Fatal;
 use crate::cli::opts::Options;
-use crate::info;
-use crate::plumbing::{self, Forked};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
 
 pub fn run(opts: &Options, prog: &[OsString]) -> Result<(), Fatal> {
-    let engine = plumbing::engine_path();
-    let to_engine = plumbing::pipe()?;
-    let to_prog = plumbing::pipe()?;
-    let notify = plumbing::pipe()?;
-    match plumbing::fork()? {
-        Forked::Child => {
-            drop((to_engine.write, to_prog.read, notify.read));
-            plumbing::exec_engine(
-                engine.as_ref(),
-                opts,
-                &to_engine.read,
-                &to_prog.write,
-                Some(&notify.write),
-            )
-            .map(|_| ())
-        }
-        Forked::Parent { child } => {
-            drop((to_engine.read, to_prog.write, notify.write));
-            let entries = match read_information(notify.read)? {
-                Some(entries) => entries,
-                None => return Err(engine_failure(child)),
-            };
-            let env = plumbing::prog_environment(opts.keep_env, &entries);
-            plumbing::move_to(to_prog.read, 0)?;
-            plumbing::move_to(to_engine.write, 1)?;
-            plumbing::exec_prog(prog, &env).map(|_| ())
-        }
-    }
-}
-
-/// Reads the information string to its `\0\0`; `None` if the engine
-/// closed the pipe first (the handshake failed).
-fn read_information(fd: OwnedFd) -> Result<Option<Vec<info::Entry>>, Fatal> {
-    let mut data = Vec::with_capacity(512);
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(len) = info::complete_len(&data) {
-            let entries = info::decode(&data[..len]).map_err(|e| {
-                Fatal::new(
-                    EXIT_SYS,
-                    format!("invalid information from s6-tlsd-io: {e}"),
-                )
-            })?;
-            return Ok(Some(entries));
-        }
-        match nix::unistd::read(&fd, &mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => data.extend_from_slice(&chunk[..n]),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Fatal::sys("read from the notification pipe", e)),
-        }
-    }
-}
-
-/// The engine ended before the handshake: exit as it did (it has already
-/// said why).
-fn engine_failure(child: Pid) -> Fatal {
-    let code = loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => break code as u8,
-            Ok(WaitStatus::Signaled(..)) => break EXIT_SYS,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break EXIT_SYS,
-        }
-    };
-    Fatal::new(
-        code,
-        format!("s6-tlsd-io exited {code} before the handshake completed"),
-    )
+    immediate::run(&SERVER, opts, prog, NetFds::STANDARD)
 }

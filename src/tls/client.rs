@@ -6,7 +6,9 @@
 use crate::cli::error::{Fatal, EXIT_SETUP};
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
+use crate::info;
 use crate::tls::pki::{self, env_path};
+use crate::tunnel::Peer;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
     verify_server_cert_signed_by_trust_anchor, verify_server_name, ResolvesClientCert, Resumption,
@@ -15,7 +17,9 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSuppo
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, Connection, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
+};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
@@ -187,4 +191,21 @@ pub fn client_config(opts: &Options, log: &Log) -> Result<Client, Fatal> {
         sni,
         verified,
     })
+}
+
+/// The client's connection for the engine: the configuration loaded
+/// (warnings at -v1 said), the `ClientConnection` for the `-k` name, and
+/// entries that describe the server's certificate when it was verified.
+pub fn connect(opts: &Options, log: &Log) -> Result<(Connection, Peer), Fatal> {
+    let client = client_config(opts, log)?;
+    let conn = rustls::ClientConnection::new(client.config, client.server_name)
+        .map_err(|e| Fatal::new(EXIT_SETUP, format!("unable to create TLS connection: {e}")))?;
+    let (sni, verified) = (client.sni, client.verified);
+    let peer = Peer {
+        called: "server",
+        entries: Box::new(move |conn: &Connection| {
+            info::client_entries(conn, sni.as_deref(), verified)
+        }),
+    };
+    Ok((conn.into(), peer))
 }

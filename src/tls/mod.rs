@@ -5,5 +5,4 @@
 pub mod client;
 pub mod config;
 pub mod pki;
-pub mod role;
 pub mod sni;

@@ -3,11 +3,14 @@
 //! failed record, the application no longer reading).
 
 use super::state::Down;
-use super::{Delivery, Tunnel};
+use super::{sending, Delivery, Tunnel};
 use crate::cli::error::Fatal;
 use nix::errno::Errno;
 use std::io::{self, BufRead};
 use std::os::fd::AsFd;
+
+/// A fatal decode_error alert record, in plaintext (RFC 8446, 6.2).
+const DECODE_ERROR_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 50];
 
 impl Tunnel {
     /// The network is read during the handshake (it needs it), and after
@@ -77,7 +80,10 @@ impl Tunnel {
         let mut pending = self.buffers.net.pending();
         let taken = match self.conn.read_tls(&mut pending) {
             Ok(n) => n,
-            Err(e) => return Err(self.tls_failure(&e.to_string())),
+            Err(e) => {
+                self.alert_if_rustls_did_not();
+                return Err(self.tls_failure(&e.to_string()));
+            }
         };
         self.buffers.net.consume(taken);
         self.process()
@@ -92,6 +98,9 @@ impl Tunnel {
             self.on_handshake();
         }
         if let Err(e) = processed {
+            if let rustls::Error::InvalidMessage(_) = e {
+                self.alert_if_rustls_did_not();
+            }
             let error = self.tls_failure(&e.to_string());
             if !self.handshake_done {
                 return Err(error);
@@ -108,6 +117,20 @@ impl Tunnel {
             self.down = Down::Failed { out, error };
         }
         Ok(())
+    }
+
+    /// rustls sends no alert for a first message it cannot take because
+    /// of its size (more than its buffer holds, or announcing more than a
+    /// handshake message may hold), where an OpenSSL server does. Before
+    /// anything is negotiated nothing is encrypted: the alert can be ours,
+    /// in plaintext, and the peer learns why instead of seeing a bare EOF.
+    fn alert_if_rustls_did_not(&mut self) {
+        if self.conn.protocol_version().is_some() || self.conn.wants_write() {
+            return;
+        }
+        if let Some(fd) = sending(&self.up, &self.net) {
+            let _ = nix::unistd::write(fd, &DECODE_ERROR_ALERT);
+        }
     }
 
     /// The pending TLS error, once nothing decrypted before it is left to
