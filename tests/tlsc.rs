@@ -9,7 +9,10 @@ mod client;
 mod common;
 mod superserver;
 
-use client::{bad_certificates, group_gone, tcpclient, RustlsServer, ServerSpec, PATIENCE};
+use client::{
+    assert_usage, bad_certificates, group_gone, run_alone, tcpclient, RustlsServer, ServerSpec,
+    PATIENCE,
+};
 use common::{pki, standard, Listener, Stream, TempDir, DEADLINE};
 use std::collections::BTreeSet;
 use std::os::fd::AsFd;
@@ -201,29 +204,13 @@ fn usage_and_descriptor_errors() {
         &["-6", "9", "-7", "9", "prog"],
         &["-d", "3", "prog"],
     ] {
-        let out = std::process::Command::new(TLSC)
-            .args(args)
-            .env_clear()
-            .envs(env.iter().cloned())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(100), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.starts_with("s6-tlsc: usage: s6-tlsc ") && stderr.lines().count() == 1,
-            "{args:?}: {stderr:?}"
-        );
+        assert_usage(TLSC, "s6-tlsc", args, &env);
     }
     // Not under a UCSPI client: fds 6/7 are not open.
-    let out = std::process::Command::new(TLSC)
-        .args(["-k", "localhost", "true"])
-        .env_clear()
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(111));
+    let (code, stderr) = run_alone(TLSC, &["-k", "localhost", "true"], &env);
+    assert_eq!(code, Some(111));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).lines().next(),
-        Some("s6-tlsc: fatal: unable to check network fds: Bad file descriptor")
+        stderr,
+        "s6-tlsc: fatal: unable to check network fds: Bad file descriptor\n"
     );
 }

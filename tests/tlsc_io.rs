@@ -11,7 +11,8 @@ mod common;
 mod superserver;
 
 use client::{
-    bad_certificates, connect, python_server, s_server, tlsc_io, RustlsServer, ServerSpec, PATIENCE,
+    assert_usage, bad_certificates, connect, python_server, s_server, tlsc_io, RustlsServer,
+    ServerSpec, PATIENCE,
 };
 use common::{
     decode_info, pki, set_linger_zero, standard, tcp_pair, Exit, KeyKind, Listener, Spawn, Stream,
@@ -31,21 +32,7 @@ const NAME_NOT_VERIFIED: &str =
 
 /// The one line of a fatal exit, after its prefix.
 fn fatal_line(exit: &Exit, code: i32) -> &str {
-    assert_eq!(
-        exit.code,
-        Some(code),
-        "exit status; stderr: {:?}",
-        exit.stderr
-    );
-    assert!(
-        exit.stderr.ends_with('\n') && exit.stderr.matches('\n').count() == 1,
-        "stderr should be one line: {:?}",
-        exit.stderr
-    );
-    exit.stderr
-        .strip_prefix(FATAL)
-        .unwrap_or_else(|| panic!("not a fatal line: {:?}", exit.stderr))
-        .trim_end()
+    exit.fatal_line(code, FATAL)
 }
 
 #[test]
@@ -593,14 +580,7 @@ fn usage_errors_are_100_with_one_usage_line() {
         &["-Z", "3", "4"],
         &["--sni", "3", "4"],
     ] {
-        let mut cmd = std::process::Command::new(client::TLSC_IO);
-        let out = cmd.args(args).env_clear().output().unwrap();
-        assert_eq!(out.status.code(), Some(100), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.starts_with("s6-tlsc-io: usage: s6-tlsc-io ") && stderr.lines().count() == 1,
-            "{args:?}: {stderr:?}"
-        );
+        assert_usage(client::TLSC_IO, "s6-tlsc-io", args, &[]);
     }
 }
 

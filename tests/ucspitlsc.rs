@@ -10,7 +10,9 @@ mod client;
 mod common;
 mod superserver;
 
-use client::{bad_certificates, group_gone, tcpclient, RustlsServer, ServerSpec};
+use client::{
+    assert_usage, bad_certificates, group_gone, run_alone, tcpclient, RustlsServer, ServerSpec,
+};
 use common::{decode_info, pki, standard, Listener, Stream, TempDir, DEADLINE};
 use std::collections::BTreeSet;
 use std::os::fd::AsFd;
@@ -264,28 +266,13 @@ fn usage_and_descriptor_errors() {
         &["-6", "7", "prog"],
         &["--kimeout", "prog"],
     ] {
-        let out = std::process::Command::new(UCSPITLSC)
-            .args(args)
-            .env_clear()
-            .envs(env.iter().cloned())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(100), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.starts_with("s6-ucspitlsc: usage: s6-ucspitlsc ") && stderr.lines().count() == 1,
-            "{args:?}: {stderr:?}"
-        );
+        assert_usage(UCSPITLSC, "s6-ucspitlsc", args, &env);
     }
-    let out = std::process::Command::new(UCSPITLSC)
-        .args(["true"])
-        .env_clear()
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(111));
+    // Not under a UCSPI client: fds 6/7 are not open.
+    let (code, stderr) = run_alone(UCSPITLSC, &["true"], &env);
+    assert_eq!(code, Some(111));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).lines().next(),
-        Some("s6-ucspitlsc: fatal: unable to check network fds: Bad file descriptor")
+        stderr,
+        "s6-ucspitlsc: fatal: unable to check network fds: Bad file descriptor\n"
     );
 }

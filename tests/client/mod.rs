@@ -90,6 +90,33 @@ pub fn group_gone(pgid: u32, within: Duration) -> bool {
     }
 }
 
+/// Runs `program args` with exactly `env`, outside any super-client (no
+/// fds 6/7): its exit code and stderr.
+pub fn run_alone(program: &str, args: &[&str], env: &[(String, String)]) -> (Option<i32>, String) {
+    let out = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the program");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts that `args` is wrong usage for `program` (named `name`): exit
+/// 100 and one line `NAME: usage: NAME ...`.
+pub fn assert_usage(program: &str, name: &str, args: &[&str], env: &[(String, String)]) {
+    let (code, stderr) = run_alone(program, args, env);
+    assert_eq!(code, Some(100), "{args:?}: {stderr:?}");
+    assert!(
+        stderr.starts_with(&format!("{name}: usage: {name} ")) && stderr.lines().count() == 1,
+        "{args:?}: {stderr:?}"
+    );
+}
+
 /// A connection to `port` on 127.0.0.1.
 pub fn connect(port: u16) -> TcpStream {
     TcpStream::connect(("127.0.0.1", port)).expect("connect to the test server")
@@ -170,13 +197,8 @@ impl RustlsServer {
 
 fn serve(listener: &Listener, spec: ServerSpec) -> Served {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match spec.versions {
-        Versions::Tls13 => &[&rustls::version::TLS13],
-        Versions::Tls12 => &[&rustls::version::TLS12],
-        Versions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
-    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(spec.versions.protocols())
         .expect("versions");
     let builder = match &spec.client_roots {
         Some(roots) => {

@@ -820,16 +820,21 @@ impl Exit {
     /// Asserts the exit code and that stderr is exactly one line
     /// `s6-tlsd-io: fatal: ` + something starting with `start`.
     pub fn assert_fatal(&self, code: i32, start: &str) {
+        let line = self.fatal_line(code, FATAL);
+        assert!(
+            line.starts_with(start),
+            "stderr {:?} should start with {FATAL}{start:?}",
+            self.stderr
+        );
+    }
+
+    /// Asserts the exit code and that stderr is exactly one line that
+    /// starts with `prefix` (`PROGNAME: fatal: `); returns the rest of it.
+    pub fn fatal_line(&self, code: i32, prefix: &str) -> &str {
         assert_eq!(
             self.code,
             Some(code),
             "exit status; stderr: {:?}",
-            self.stderr
-        );
-        let expected = format!("{FATAL}{start}");
-        assert!(
-            self.stderr.starts_with(&expected),
-            "stderr {:?} should start with {expected:?}",
             self.stderr
         );
         assert!(
@@ -837,6 +842,10 @@ impl Exit {
             "stderr should be one line: {:?}",
             self.stderr
         );
+        self.stderr
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("stderr {:?} should start with {prefix:?}", self.stderr))
+            .trim_end()
     }
 }
 
@@ -1040,6 +1049,19 @@ pub enum Versions {
     Both,
 }
 
+impl Versions {
+    /// The versions, as rustls's builders take them.
+    pub fn protocols(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+        match self {
+            Versions::Tls13 => TLS13,
+            Versions::Tls12 => TLS12,
+            Versions::Both => rustls::ALL_VERSIONS,
+        }
+    }
+}
+
 /// How the client checks the server's certificate.
 #[derive(Debug, Clone)]
 pub enum Trust {
@@ -1183,13 +1205,8 @@ impl ClientSetup {
             provider.cipher_suites = suites.clone();
         }
         let provider = Arc::new(provider);
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match self.versions {
-            Versions::Tls13 => &[&rustls::version::TLS13],
-            Versions::Tls12 => &[&rustls::version::TLS12],
-            Versions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        };
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(self.versions.protocols())
             .expect("client protocol versions");
         let builder = match &self.trust {
             Trust::Roots(roots) => {
