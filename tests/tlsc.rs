@@ -10,14 +10,12 @@ mod common;
 mod superserver;
 
 use client::{
-    assert_usage, bad_certificates, group_gone, run_alone, tcpclient, RustlsServer, ServerSpec,
-    PATIENCE,
+    assert_usage, bad_certificates, group_gone, run_alone, send_stream, tcpclient, RustlsServer,
+    ServerSpec, PATIENCE,
 };
 use common::{pki, standard, Listener, Stream, TempDir, DEADLINE};
 use std::collections::BTreeSet;
-use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
 use superserver::{Dump, TESTAPP};
 
 const TLSC: &str = env!("CARGO_BIN_EXE_s6-tlsc");
@@ -116,13 +114,7 @@ fn sixty_four_mib_each_way_through_a_shell_prog() {
     ];
     let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &client_env(&dir), &dir, "tlsc");
     let mut server = standard(&dir, &[]).spawn(Some(listener.accept()));
-    let app_in = server.app_in.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let download = Stream::bytes(12, LEN);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        common::write_all_fd(app_in.as_fd(), &download, deadline).expect("write");
-        common::sha256_hex(&download)
-    });
+    let writer = send_stream(server.app_in.take().unwrap(), 12, LEN);
     let received = server.app_read_to_eof();
     let sent = writer.join().unwrap();
     assert_eq!(received.len(), LEN);

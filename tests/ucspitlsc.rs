@@ -11,13 +11,12 @@ mod common;
 mod superserver;
 
 use client::{
-    assert_usage, bad_certificates, group_gone, run_alone, tcpclient, RustlsServer, ServerSpec,
+    assert_usage, bad_certificates, group_gone, run_alone, send_stream, tcpclient, RustlsServer,
+    ServerSpec,
 };
-use common::{decode_info, pki, standard, Listener, Stream, TempDir, DEADLINE};
+use common::{decode_info, pki, standard, Listener, TempDir, DEADLINE};
 use std::collections::BTreeSet;
-use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
 use superserver::{tls_env, Dump, Kind, SuperServer, Trailer, DEMO, TESTAPP, UCSPITLSD};
 
 const UCSPITLSC: &str = env!("CARGO_BIN_EXE_s6-ucspitlsc");
@@ -176,13 +175,7 @@ fn sixty_four_mib_each_way() {
     let cmd = [UCSPITLSC, "-k", "localhost", "--", TESTAPP, "hash", &n, &n];
     let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &client_env(&dir), &dir, "c");
     let mut server = standard(&dir, &[]).spawn(Some(listener.accept()));
-    let app_in = server.app_in.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let download = Stream::bytes(21, LEN);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        common::write_all_fd(app_in.as_fd(), &download, deadline).expect("write");
-        common::sha256_hex(&download)
-    });
+    let writer = send_stream(server.app_in.take().unwrap(), 21, LEN);
     let received = server.app_read_to_eof();
     let sent = writer.join().unwrap();
     assert!(received.len() > LEN, "{} bytes", received.len());

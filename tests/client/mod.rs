@@ -90,6 +90,18 @@ pub fn group_gone(pgid: u32, within: Duration) -> bool {
     }
 }
 
+/// Writes `len` bytes of [`crate::common::Stream`] `seed` to `fd` in a
+/// thread, then closes it; the thread returns their SHA-256.
+pub fn send_stream(fd: std::os::fd::OwnedFd, seed: u64, len: usize) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let data = crate::common::Stream::bytes(seed, len);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        crate::common::write_all_fd(std::os::fd::AsFd::as_fd(&fd), &data, deadline)
+            .expect("write the stream");
+        crate::common::sha256_hex(&data)
+    })
+}
+
 /// Runs `program args` with exactly `env`, outside any super-client (no
 /// fds 6/7): its exit code and stderr.
 pub fn run_alone(program: &str, args: &[&str], env: &[(String, String)]) -> (Option<i32>, String) {
