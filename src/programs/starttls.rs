@@ -37,11 +37,12 @@ pub fn run(
         }
         Forked::Child => {
             drop((to_engine.write, to_prog.read, ctl_prog));
-            let notify = match wait_for_command(log, prog_pid, ctl_helper)? {
-                Some(notify) => notify,
-                None => return Ok(()),
-            };
-            engine::become_engine(role, opts, net, to_engine.read, to_prog.write, notify)
+            match wait_for_command(log, prog_pid, ctl_helper)? {
+                Command::Declined => Ok(()),
+                Command::Start { notify } => {
+                    engine::become_engine(role, opts, net, to_engine.read, to_prog.write, notify)
+                }
+            }
         }
     }
 }
@@ -66,14 +67,16 @@ fn become_prog(
     plumbing::exec_prog(prog, &env)
 }
 
-/// The helper's wait for prog's command: `None` if prog declined (closed
-/// the socket), else the engine's notification channel (`y`: none; `Y`:
-/// the control socket, shut down for reading).
-fn wait_for_command(
-    log: &Log,
-    prog_pid: u32,
-    ctl: OwnedFd,
-) -> Result<Option<Option<OwnedFd>>, Fatal> {
+/// What prog asked the helper for.
+enum Command {
+    /// It closed the control socket: no TLS.
+    Declined,
+    /// `y` (no notification) or `Y` (the control socket, shut down for
+    /// reading, is the notification channel).
+    Start { notify: Option<OwnedFd> },
+}
+
+fn wait_for_command(log: &Log, prog_pid: u32, ctl: OwnedFd) -> Result<Command, Fatal> {
     let mut command = [0u8; 1];
     let n = loop {
         match nix::unistd::read(&ctl, &mut command) {
@@ -84,7 +87,7 @@ fn wait_for_command(
     };
     if n == 0 {
         log.info(&format!("pid {prog_pid} declined opportunistic TLS"));
-        return Ok(None);
+        return Ok(Command::Declined);
     }
     let notify = match command[0] {
         b'y' => None,
@@ -101,5 +104,5 @@ fn wait_for_command(
         }
     };
     log.info(&format!("pid {prog_pid} accepted opportunistic TLS"));
-    Ok(Some(notify))
+    Ok(Command::Start { notify })
 }

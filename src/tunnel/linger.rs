@@ -23,8 +23,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-/// How often we look whether the peer has acknowledged everything: no
-/// event says so.
+/// How often we look whether the peer has acknowledged everything (no
+/// event says so), and drop what it sent meanwhile.
 const ACK_CHECK: Duration = Duration::from_millis(5);
 
 /// How long the linger may last.
@@ -96,7 +96,10 @@ impl Linger<'_> {
                     left.min(ACK_CHECK)
                 }
             };
-            let _ = wait_for(input, PollFlags::POLLIN, clock::poll_timeout(wait));
+            // A sleep, not a poll for input: discarding the peer's data as
+            // fast as it comes would invite a peer that sends before it
+            // reads to send on instead of reading our last bytes.
+            std::thread::sleep(wait);
         }
     }
 
