@@ -7,11 +7,13 @@
 
 mod client;
 mod common;
+#[path = "faults/harness.rs"]
+mod harness;
 mod superserver;
 
 use client::{
-    assert_usage, bad_certificates, group_gone, run_alone, send_stream, tcpclient, RustlsServer,
-    ServerSpec, PATIENCE,
+    assert_client_engine, assert_usage, bad_certificates, dropping, group_gone, only_child,
+    run_alone, send_stream, tcpclient, RustlsServer, ServerSpec, PATIENCE,
 };
 use common::{pki, standard, Listener, Stream, TempDir, DEADLINE};
 use std::collections::BTreeSet;
@@ -205,4 +207,30 @@ fn usage_and_descriptor_errors() {
         stderr,
         "s6-tlsc: fatal: unable to check network fds: Bad file descriptor\n"
     );
+}
+
+#[test]
+fn the_child_becomes_the_engine_holding_only_its_descriptors() {
+    let dir = TempDir::new("tlsc-engine");
+    let listener = Listener::new();
+    // prog echoes what the server sends.
+    let cmd = [
+        TLSC,
+        "-k",
+        "localhost",
+        "--",
+        "sh",
+        "-c",
+        "exec cat <&6 >&7",
+    ];
+    let env = dropping(client_env(&dir));
+    let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &env, &dir, "c");
+    let mut server = standard(&dir, &[]).spawn(Some(listener.accept()));
+    server.app_write(b"ping").unwrap();
+    assert_eq!(server.app_read_exact(4), b"ping");
+    assert_client_engine(only_child(group.pid), "s6-tlsc");
+    server.close_app_in();
+    assert_eq!(server.app_read_to_eof(), b"");
+    server.wait().assert_clean(0);
+    assert_eq!(group.exit_code(), 0, "{}", group.stderr());
 }

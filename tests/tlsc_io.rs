@@ -8,6 +8,8 @@
 
 mod client;
 mod common;
+#[path = "faults/harness.rs"]
+mod harness;
 mod superserver;
 
 use client::{

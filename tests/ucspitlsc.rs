@@ -8,11 +8,13 @@
 
 mod client;
 mod common;
+#[path = "faults/harness.rs"]
+mod harness;
 mod superserver;
 
 use client::{
-    assert_usage, bad_certificates, group_gone, run_alone, send_stream, tcpclient, RustlsServer,
-    ServerSpec,
+    assert_client_engine, assert_usage, bad_certificates, dropping, group_gone, only_child,
+    run_alone, send_stream, tcpclient, RustlsServer, ServerSpec,
 };
 use common::{decode_info, pki, standard, Listener, TempDir, DEADLINE};
 use std::collections::BTreeSet;
@@ -268,4 +270,32 @@ fn usage_and_descriptor_errors() {
         stderr,
         "s6-ucspitlsc: fatal: unable to check network fds: Bad file descriptor\n"
     );
+}
+
+#[test]
+fn the_helper_becomes_the_engine_holding_only_its_descriptors() {
+    let dir = TempDir::new("ucspitlsc-engine");
+    let listener = Listener::new();
+    let info = dir.path().join("info");
+    let cmd = [
+        UCSPITLSC,
+        "-k",
+        "localhost",
+        "--",
+        TESTAPP,
+        "info",
+        "Y",
+        info.to_str().unwrap(),
+    ];
+    let env = dropping(client_env(&dir));
+    let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &env, &dir, "c");
+    let mut server = standard(&dir, &[]).spawn(Some(listener.accept()));
+    server.app_write(b"ping").unwrap();
+    assert_eq!(server.app_read_exact(4), b"ping");
+    // prog is the group's leader; the helper, its child, is the engine.
+    assert_client_engine(only_child(group.pid), "s6-ucspitlsc");
+    server.close_app_in();
+    assert_eq!(server.app_read_to_eof(), b"");
+    server.wait().assert_clean(0);
+    assert_eq!(group.exit_code(), 0, "{}", group.stderr());
 }

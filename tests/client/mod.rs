@@ -102,6 +102,61 @@ pub fn send_stream(fd: std::os::fd::OwnedFd, seed: u64, len: usize) -> JoinHandl
     })
 }
 
+/// The only child of `parent`, within [`DEADLINE`].
+pub fn only_child(parent: u32) -> i32 {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let [child] = crate::harness::children(parent as i32)[..] {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{parent} has no single child"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What the client's engine process must look like while it runs: still
+/// the executable `exe` (never exec'd), named `s6-tlsc-io`, holding
+/// stderr, the network on fds 6/7 and its two pipes and nothing else, and
+/// (as root) the ids 65534.
+pub fn assert_client_engine(engine: i32, exe: &str) {
+    use crate::harness::{comm, fd_targets, status_field};
+    let path = std::fs::read_link(format!("/proc/{engine}/exe")).expect("exe");
+    assert!(path.ends_with(exe), "{path:?}: the engine was exec'd");
+    assert_eq!(comm(engine).as_deref(), Some("s6-tlsc-io"));
+    let fds = fd_targets(engine);
+    let target = |n: i32| fds.iter().find(|(fd, _)| *fd == n).map(|(_, t)| t.as_str());
+    assert!(target(2).is_some_and(|t| t.ends_with(".stderr")), "{fds:?}");
+    assert!(
+        target(6).is_some_and(|t| t.starts_with("socket:")),
+        "{fds:?}"
+    );
+    assert_eq!(target(6), target(7), "{fds:?}");
+    let others: Vec<&str> = fds
+        .iter()
+        .filter(|(fd, _)| ![2, 6, 7].contains(fd))
+        .map(|(_, t)| t.split(':').next().unwrap_or(t))
+        .collect();
+    assert_eq!(others, ["pipe", "pipe"], "{fds:?}");
+    if nix::unistd::geteuid().is_root() {
+        let uid = status_field(engine, "Uid").unwrap_or_default();
+        assert_eq!(uid.split_whitespace().collect::<Vec<_>>(), ["65534"; 4]);
+        assert_eq!(status_field(engine, "Groups").as_deref(), Some(""));
+    }
+}
+
+/// `env` with `TLS_UID`/`TLS_GID` 65534 when we are root (a real drop).
+pub fn dropping(mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+    if nix::unistd::geteuid().is_root() {
+        env.retain(|(name, _)| name != "TLS_UID" && name != "TLS_GID");
+        env.push(("TLS_UID".into(), "65534".into()));
+        env.push(("TLS_GID".into(), "65534".into()));
+    }
+    env
+}
+
 /// Runs `program args` with exactly `env`, outside any super-client (no
 /// fds 6/7): its exit code and stderr.
 pub fn run_alone(program: &str, args: &[&str], env: &[(String, String)]) -> (Option<i32>, String) {
