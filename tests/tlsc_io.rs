@@ -661,3 +661,22 @@ fn privilege_drop() {
     client.wait().assert_clean(0);
     server.wait().assert_clean(0);
 }
+
+#[test]
+fn cadir_of_any_files_wins_over_cafile() {
+    let dir = TempDir::new("cadir");
+    let cadir = dir.subdir("anchors");
+    // Any name, PEM or DER; an unrelated anchor beside the right one.
+    std::fs::write(cadir.join("other.pem"), pki().other_ca.cert_pem()).unwrap();
+    std::fs::write(cadir.join("the-ca"), pki().ca.cert_der()).unwrap();
+    let garbage = dir.write("garbage.pem", "not a certificate");
+    let server = RustlsServer::start(ServerSpec::new(&pki().server_p256));
+    let mut engine = tlsc_io(&dir, &["-k", "localhost"], connect(server.port))
+        .env("CADIR", &cadir)
+        .env("CAFILE", &garbage)
+        .spawn(None);
+    engine.close_app_in();
+    assert_eq!(engine.app_read_to_eof(), b"");
+    engine.wait().assert_clean(0);
+    assert_eq!(server.finish().error, None);
+}
