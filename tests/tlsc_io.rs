@@ -182,6 +182,13 @@ fn information_string_byte_for_byte() {
             let served = server.finish();
             assert_eq!(served.sni.as_deref(), sni, "the SNI sent");
             assert_eq!(served.error, None);
+            // The post-quantum hybrid is offered first, and taken where
+            // it exists (TLS 1.3).
+            let group = match versions {
+                Versions::Tls13 => rustls::NamedGroup::X25519MLKEM768,
+                _ => rustls::NamedGroup::X25519,
+            };
+            assert_eq!(served.group, Some(group), "{versions:?}");
         }
     }
 }

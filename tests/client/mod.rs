@@ -205,6 +205,8 @@ pub struct Served {
     pub received: Vec<u8>,
     /// Whether the client ended with a close_notify.
     pub close_notify: bool,
+    /// The key exchange group of the handshake.
+    pub group: Option<rustls::NamedGroup>,
 }
 
 /// How [`RustlsServer`] is set up.
@@ -297,6 +299,7 @@ fn serve(listener: &Listener, spec: ServerSpec) -> Served {
         client_cert: None,
         received: Vec::new(),
         close_notify: false,
+        group: None,
     };
     let result = (|| -> io::Result<()> {
         while conn.is_handshaking() {
@@ -306,6 +309,7 @@ fn serve(listener: &Listener, spec: ServerSpec) -> Served {
             }
         }
         served.sni = conn.server_name().map(str::to_owned);
+        served.group = conn.negotiated_key_exchange_group().map(|g| g.name());
         served.client_cert = conn
             .peer_certificates()
             .and_then(|c| c.first())
