@@ -25,6 +25,10 @@ pub enum Mode {
     Plain,
     /// TLS handshake first, then the banner (s6-tlsd, stunnel4).
     Immediate,
+    /// The banner at once, in cleartext: a TLS client in front of us
+    /// (s6-tlsc-io, stunnel4 `client = yes`) talks TLS to an immediate
+    /// server.
+    Cleartext,
 }
 
 impl Mode {
@@ -33,6 +37,7 @@ impl Mode {
             "starttls" => Some(Mode::StartTls),
             "plain" => Some(Mode::Plain),
             "immediate" => Some(Mode::Immediate),
+            "cleartext" => Some(Mode::Cleartext),
             _ => None,
         }
     }
@@ -112,6 +117,9 @@ pub struct Conn {
     net_eof: bool,
     /// Cleartext received and not consumed yet (lines).
     text: Vec<u8>,
+    /// A TLS client front serves us: it ends the session when we end
+    /// ours, so QUIT is followed by our half-close.
+    front: bool,
 }
 
 fn other(msg: impl ToString) -> io::Error {
@@ -134,9 +142,12 @@ impl Conn {
             net_end: 0,
             net_eof: false,
             text: Vec::with_capacity(256),
+            front: mode == Mode::Cleartext,
         };
         if mode == Mode::Immediate {
             conn.start_tls(config)?;
+        }
+        if matches!(mode, Mode::Immediate | Mode::Cleartext) {
             conn.expect_line("220")?;
             return Ok(conn);
         }
@@ -397,6 +408,9 @@ impl Conn {
         if !reply.starts_with("221") {
             return Err(other(format!("QUIT answered {reply:?}")));
         }
+        if self.front {
+            self.sock.shutdown(std::net::Shutdown::Write)?;
+        }
         let mut extra = 0usize;
         loop {
             let n = self.with_cleartext(&mut |chunk| chunk.len())?;
@@ -451,10 +465,14 @@ pub fn session_phases(
         net_end: 0,
         net_eof: false,
         text: Vec::with_capacity(256),
+        front: mode == Mode::Cleartext,
     };
     if mode == Mode::Immediate {
         conn.start_tls(config)?;
         lap("handshake", &mut phases);
+        conn.expect_line("220")?;
+        lap("banner", &mut phases);
+    } else if mode == Mode::Cleartext {
         conn.expect_line("220")?;
         lap("banner", &mut phases);
     } else {
