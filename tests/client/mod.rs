@@ -359,10 +359,9 @@ pub struct Announced {
 impl Announced {
     /// Spawns `cmd` and waits, bounded, for its announcement.
     pub fn spawn(mut cmd: Command) -> Announced {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        if cmd.get_program() != "python3" {
-            cmd.stdin(Stdio::null());
-        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut guard = ChildGuard(cmd.spawn().expect("spawn the test server"));
         let stderr = drain(guard.0.stderr.take().expect("stderr"));
         let mut reader = BufReader::new(guard.0.stdout.take().expect("stdout"));
@@ -482,8 +481,7 @@ else:
         .arg(SCRIPT)
         .arg(cert)
         .arg(key)
-        .arg(client_ca.map(PathBuf::from).unwrap_or_default())
-        .stdin(Stdio::null());
+        .arg(client_ca.map(PathBuf::from).unwrap_or_default());
     Announced::spawn(cmd)
 }
 
