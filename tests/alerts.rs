@@ -1,5 +1,6 @@
 //! A failing engine's alert reaches the peer, then its FIN: never a TCP
-//! reset that would destroy the alert. Through s6-tlsd and s6-ucspitlsd,
+//! reset that would destroy the alert. Through s6-tlsd and s6-ucspitlsd
+//! (also under tcpserver),
 //! with a raw TCP client that sends what a TLS stack never would, and
 //! keeps sending after its bad record, so that input is still unread in
 //! the server's socket when the engine fails.
@@ -13,29 +14,39 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
-use superserver::{direct, tls_env, Group, TESTAPP, TLSD, UCSPITLSD};
+use superserver::{direct, tls_env, Group, Kind, SuperServer, TESTAPP, TLSD, UCSPITLSD};
 
 /// TLS alert descriptions (RFC 8446, 6.2).
 const DECODE_ERROR: u8 = 50;
 const FATAL: u8 = 2;
 
 /// The two programs that run the engine for a super-server, each with a
-/// prog that starts TLS at once (s6-ucspitlsd) or never runs (s6-tlsd).
+/// prog that starts TLS at once (s6-ucspitlsd) or never runs (s6-tlsd):
+/// on one accepted connection, or s6-ucspitlsd under ucspi-tcp's
+/// tcpserver.
 #[derive(Debug, Clone, Copy)]
 enum Via {
     Tlsd,
     Ucspitlsd,
+    Tcpserver,
 }
+
+const ALL: [Via; 3] = [Via::Tlsd, Via::Ucspitlsd, Via::Tcpserver];
 
 impl Via {
     fn start(self, dir: &TempDir, prog: &[&str]) -> (Group, TcpStream) {
         let program = match self {
             Via::Tlsd => TLSD,
-            Via::Ucspitlsd => UCSPITLSD,
+            Via::Ucspitlsd | Via::Tcpserver => UCSPITLSD,
         };
-        let mut args = vec!["--", TESTAPP];
+        let mut args = vec![program, "--", TESTAPP];
         args.extend(prog);
-        direct(program, &args, &tls_env(dir), dir)
+        if let Via::Tcpserver = self {
+            let server = SuperServer::start(Kind::Tcpserver, &args, &tls_env(dir), dir);
+            let sock = server.connect();
+            return (server.group, sock);
+        }
+        direct(program, &args[1..], &tls_env(dir), dir)
     }
 
     /// A session whose prog only echoes (s6-ucspitlsd: after `Y`).
@@ -43,7 +54,7 @@ impl Via {
         let file = dir.path().join("info").to_string_lossy().into_owned();
         match self {
             Via::Tlsd => self.start(dir, &["dump", &file]),
-            Via::Ucspitlsd => self.start(dir, &["info", "Y", &file]),
+            Via::Ucspitlsd | Via::Tcpserver => self.start(dir, &["info", "Y", &file]),
         }
     }
 
@@ -124,7 +135,7 @@ fn assert_alert_then_eof(data: &[u8], end: io::Result<()>, description: u8, stde
 /// is still sending when it does.
 #[test]
 fn malformed_client_hello_of_over_64_kib_gets_its_alert_then_eof() {
-    for via in [Via::Tlsd, Via::Ucspitlsd] {
+    for via in ALL {
         let dir = TempDir::new("alert-big");
         let (mut server, mut sock) = via.echo(&dir);
         let size: u32 = 0xffff;
@@ -149,7 +160,7 @@ fn malformed_client_hello_of_over_64_kib_gets_its_alert_then_eof() {
 /// server has said nothing for 10 ms: the alert still arrives, then EOF.
 #[test]
 fn records_after_a_bad_one_do_not_turn_the_alert_into_a_reset() {
-    for via in [Via::Tlsd, Via::Ucspitlsd] {
+    for via in ALL {
         let dir = TempDir::new("alert-more");
         let (mut server, mut sock) = via.echo(&dir);
         // A ClientHello of 4 bytes cannot even hold its version.
@@ -204,7 +215,7 @@ fn readable(sock: &TcpStream, within: Duration) -> bool {
 #[test]
 fn a_client_that_never_reads_and_keeps_sending_cannot_hold_a_failed_engine() {
     let dir = TempDir::new("alert-bound");
-    let (server, sock) = Via::Ucspitlsd.start(&dir, &["hash", "1000000000", "eof"]);
+    let (mut server, sock) = Via::Ucspitlsd.start(&dir, &["hash", "1000000000", "eof"]);
     let mut client = TlsClient::new(sock, &ClientSetup::new(), "localhost");
     client.handshake().expect("handshake");
     wait_until_full(&client.sock);
@@ -228,6 +239,11 @@ fn a_client_that_never_reads_and_keeps_sending_cannot_hold_a_failed_engine() {
         }
         "sent everything"
     });
+    // prog learns of the failure at once: the engine closes its pipes
+    // before it lingers, and prints its last line after.
+    server.wait_within(DEADLINE);
+    let early = server.stderr();
+    assert!(!early.contains("s6-tlsd-io: fatal"), "{early}");
     let stderr = server.wait_stderr("s6-tlsd-io: fatal: TLS error");
     let took = started.elapsed();
     drop(client);

@@ -51,7 +51,7 @@ impl Tunnel {
     }
 
     /// Reads the socket; false if nothing came (would block).
-    pub(super) fn read_net(&mut self) -> Result<bool, Fatal> {
+    fn read_net(&mut self) -> Result<bool, Fatal> {
         loop {
             match self.buffers.net.fill_from(self.net.input.as_fd()) {
                 Ok(0) => {
@@ -76,7 +76,7 @@ impl Tunnel {
     }
 
     /// Hands the bytes we hold to rustls and processes them.
-    pub(super) fn feed_rustls(&mut self) -> Result<(), Fatal> {
+    fn feed_rustls(&mut self) -> Result<(), Fatal> {
         let mut pending = self.buffers.net.pending();
         let taken = match self.conn.read_tls(&mut pending) {
             Ok(n) => n,
@@ -89,7 +89,7 @@ impl Tunnel {
         self.process()
     }
 
-    pub(super) fn process(&mut self) -> Result<(), Fatal> {
+    fn process(&mut self) -> Result<(), Fatal> {
         let processed = self.conn.process_new_packets();
         // One batch of records can complete the handshake, carry
         // application data, and end with a bad record: the handshake is
@@ -152,7 +152,7 @@ impl Tunnel {
         matches!(self.conn.reader().fill_buf(), Ok(c) if !c.is_empty())
     }
 
-    pub(super) fn on_peer_eof(&mut self) -> Result<(), Fatal> {
+    fn on_peer_eof(&mut self) -> Result<(), Fatal> {
         self.net.eof = true;
         self.net.readable = false;
         // Let rustls see the EOF so it can tell close_notify from truncation.
@@ -173,7 +173,7 @@ impl Tunnel {
     }
 
     /// Writes decrypted data to the application.
-    pub(super) fn deliver(&mut self) -> Result<Delivery, Fatal> {
+    fn deliver(&mut self) -> Result<Delivery, Fatal> {
         let draining = matches!(self.down, Down::Draining(_));
         let Some(out) = self.down.out() else {
             // Nobody to deliver to (only reachable during the handshake,
@@ -221,7 +221,7 @@ impl Tunnel {
         }
     }
 
-    pub(super) fn unclean_eof(&mut self) -> Result<Delivery, Fatal> {
+    fn unclean_eof(&mut self) -> Result<Delivery, Fatal> {
         if self.down.failed() {
             // The failure, not the EOF after it, is the story.
             return Ok(Delivery::Empty);

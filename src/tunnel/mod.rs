@@ -170,6 +170,11 @@ impl Tunnel {
     /// Runs the connection to its end, then lingers (see `linger.rs`).
     pub fn run(mut self) -> Result<(), Fatal> {
         let end = self.carry();
+        // The application learns of the end now, not after the linger,
+        // which only concerns the network.
+        self.down = Down::Closed;
+        self.up = Up::Closed;
+        self.notify = None;
         let limit = match end {
             Ok(()) => Limit::Progress {
                 handshake_done: self.handshake_done,
