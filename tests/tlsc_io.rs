@@ -548,12 +548,15 @@ fn hostile_servers() {
     let line = fatal_line(&exit, 98);
     assert!(line.starts_with("TLS handshake failed: "), "{line}");
 
-    // Closes at once.
+    // Closes at once (a FIN: closing with the ClientHello unread would
+    // be a reset).
     let listener = Listener::new();
     let sock = std::net::TcpStream::connect(listener.addr).unwrap();
     let mut engine = tlsc_io(&dir, &["-k", "localhost"], sock).spawn(None);
-    drop(listener.accept());
+    let accepted = listener.accept();
+    accepted.shutdown(std::net::Shutdown::Write).unwrap();
     let exit = engine.wait();
+    drop(accepted);
     assert_eq!(
         fatal_line(&exit, 98),
         "TLS handshake failed: peer closed the connection"

@@ -124,6 +124,8 @@ fn prog_descriptors_and_environment() {
     }
 }
 
+/// Also: the helper is the engine itself, holding only its descriptors,
+/// its privileges dropped (as root).
 #[test]
 fn information_through_y_and_an_echo() {
     let dir = TempDir::new("ucspitlsc-info");
@@ -139,13 +141,16 @@ fn information_through_y_and_an_echo() {
         "Y",
         info.to_str().unwrap(),
     ];
-    let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &client_env(&dir), &dir, "c");
+    let env = dropping(client_env(&dir));
+    let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &env, &dir, "c");
     let mut server = standard(&dir, &["-d", "5"])
         .notify(5)
         .spawn(Some(listener.accept()));
     let seen_by_server = decode_info(&server.read_notification());
     server.app_write(b"ping").unwrap();
     assert_eq!(server.app_read_exact(4), b"ping", "echoed by prog");
+    // prog is the group's leader; the helper, its child, is the engine.
+    assert_client_engine(only_child(group.pid), "s6-ucspitlsc");
     server.close_app_in();
     assert_eq!(server.app_read_to_eof(), b"");
     server.wait().assert_clean(0);
@@ -229,6 +234,9 @@ fn a_refused_server_gives_prog_eof_and_no_cleartext() {
         }));
         let (mut group, stdout) = tcpclient(server.port, &cmd, &client_env(&dir), &dir, "c");
         assert_eq!(group.exit_code(), 0, "{}", group.stderr());
+        // prog learns of the failure at once; the engine says why as it
+        // exits, after its linger.
+        assert!(group_gone(group.pid, DEADLINE));
         let stderr = group.stderr();
         assert!(
             stderr.contains("s6-tlsc-io: fatal: TLS handshake failed: invalid peer certificate: "),
@@ -244,7 +252,6 @@ fn a_refused_server_gives_prog_eof_and_no_cleartext() {
                 "EOF without information"
             );
         }
-        assert!(group_gone(group.pid, DEADLINE));
         let served = server.finish();
         assert_eq!(served.received, b"", "prog echoed nothing: it got nothing");
     }
@@ -270,32 +277,4 @@ fn usage_and_descriptor_errors() {
         stderr,
         "s6-ucspitlsc: fatal: unable to check network fds: Bad file descriptor\n"
     );
-}
-
-#[test]
-fn the_helper_becomes_the_engine_holding_only_its_descriptors() {
-    let dir = TempDir::new("ucspitlsc-engine");
-    let listener = Listener::new();
-    let info = dir.path().join("info");
-    let cmd = [
-        UCSPITLSC,
-        "-k",
-        "localhost",
-        "--",
-        TESTAPP,
-        "info",
-        "Y",
-        info.to_str().unwrap(),
-    ];
-    let env = dropping(client_env(&dir));
-    let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &env, &dir, "c");
-    let mut server = standard(&dir, &[]).spawn(Some(listener.accept()));
-    server.app_write(b"ping").unwrap();
-    assert_eq!(server.app_read_exact(4), b"ping");
-    // prog is the group's leader; the helper, its child, is the engine.
-    assert_client_engine(only_child(group.pid), "s6-ucspitlsc");
-    server.close_app_in();
-    assert_eq!(server.app_read_to_eof(), b"");
-    server.wait().assert_clean(0);
-    assert_eq!(group.exit_code(), 0, "{}", group.stderr());
 }
