@@ -234,3 +234,42 @@ fn the_child_becomes_the_engine_holding_only_its_descriptors() {
     server.wait().assert_clean(0);
     assert_eq!(group.exit_code(), 0, "{}", group.stderr());
 }
+
+#[test]
+fn bad_trust_anchors_end_s6_tlsc_before_prog() {
+    let dir = TempDir::new("tlsc-anchors");
+    let empty = dir.write("empty.pem", "");
+    let ran = dir.path().join("ran");
+    let cmd = [
+        TLSC,
+        "-k",
+        "localhost",
+        "--",
+        "touch",
+        ran.to_str().unwrap(),
+    ];
+    let no_anchors: Vec<(String, String)> = client_env(&dir)
+        .into_iter()
+        .filter(|(name, _)| name != "CAFILE" && name != "CADIR")
+        .collect();
+    let empty_anchors = [("CAFILE".to_owned(), empty.to_string_lossy().into_owned())];
+    for (env, code, line) in [
+        (
+            no_anchors,
+            100,
+            "s6-tlsc-io: fatal: neither CADIR nor CAFILE is set",
+        ),
+        (
+            empty_anchors.to_vec(),
+            96,
+            "s6-tlsc-io: fatal: trust anchor ",
+        ),
+    ] {
+        let listener = Listener::new();
+        let (mut group, _) = tcpclient(listener.addr.port(), &cmd, &env, &dir, "c");
+        let _sock = listener.accept();
+        assert_eq!(group.exit_code(), code, "{}", group.stderr());
+        assert!(group.stderr().contains(line), "{}", group.stderr());
+        assert!(!ran.exists());
+    }
+}
