@@ -5,9 +5,10 @@
 //!
 //! - [`cli`]: the command line (skalibs conventions), messages, the error
 //!   type and its exit codes, and the `main` every program shares;
-//! - [`tls`]: the TLS configuration from the environment: keys,
-//!   certificate chains and trust anchors, selection by server name, and
-//!   the TLS library's errors in words;
+//! - [`tls`]: the TLS configuration from the environment, server and
+//!   client: keys, certificate chains and trust anchors, selection by
+//!   server name, verification of the server, session tickets and OCSP
+//!   stapling, and the TLS library's errors in words;
 //! - [`tunnel`]: the engine between the network and the application;
 //! - [`info`]: the connection information string and the subject DN;
 //! - [`plumbing`]: descriptors, pipes, fork and exec, privileges;

@@ -118,6 +118,13 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! A client under s6-ucspitlsc makes the same calls: it talks cleartext
+//! on fds 6/7 (where the UCSPI client left the connection) until the
+//! server agrees to start TLS, stops using them, and then calls
+//! [`Ucspi::start_tls_with_info`], whose entries describe the server's
+//! verified certificate. `examples/ucspitls-demo-client.rs` is a complete
+//! example.
 
 use crate::info::{self, Entry};
 use std::fmt;

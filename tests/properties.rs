@@ -179,7 +179,14 @@ fn info_cipher_names() {
 // Options
 // ---------------------------------------------------------------------
 
-const PROGRAMS: [Program; 3] = [Program::TlsdIo, Program::Ucspitlsd, Program::Tlsd];
+const PROGRAMS: [Program; 6] = [
+    Program::TlsdIo,
+    Program::Ucspitlsd,
+    Program::Tlsd,
+    Program::TlscIo,
+    Program::Ucspitlsc,
+    Program::Tlsc,
+];
 
 /// Arbitrary argv words: known options and their pieces, numbers,
 /// anything printable, any bytes at all.
@@ -216,6 +223,13 @@ fn argv_word() -> impl Strategy<Value = OsString> {
             "--nope",
             "--close-notify=1",
             "--=",
+            "-6",
+            "-7",
+            "-63",
+            "--servername=mail.example.org",
+            "--no-verify-cert",
+            "--no-client-cert",
+            "--read-fd=9",
             "0",
             "1",
             "prog",
@@ -238,7 +252,16 @@ enum Item {
     Value(char, String),
 }
 
-fn long_name(c: char) -> &'static str {
+/// The long form of option `c` for `program`: the client programs give
+/// `-Y`, `-y`, `-K` and `-k` their own meanings.
+fn long_name(program: Program, c: char) -> &'static str {
+    match (program.is_client(), c) {
+        (true, 'Y') => return "no-client-cert",
+        (true, 'y') => return "client-cert",
+        (true, 'K') => return "handshake-timeout",
+        (true, 'k') => return "servername",
+        _ => {}
+    }
     match c {
         'S' => "close-notify",
         's' => "no-close-notify",
@@ -252,6 +275,8 @@ fn long_name(c: char) -> &'static str {
         'K' => "kimeout",
         'k' => "sni-level",
         'd' => "notification-fd",
+        '6' => "read-fd",
+        '7' => "write-fd",
         _ => unreachable!(),
     }
 }
@@ -259,15 +284,15 @@ fn long_name(c: char) -> &'static str {
 /// The options a program knows, as items with valid values: decimal
 /// numbers that fit (with leading zeros now and then).
 fn items(program: Program) -> impl Strategy<Value = Vec<Item>> {
-    let flags: &'static str = if program == Program::TlsdIo {
+    let flags: &'static str = if program.is_engine() {
         "SsJjYy"
     } else {
         "SsJjYyZz"
     };
-    let values: &'static str = if program == Program::TlsdIo {
-        "vKkd"
-    } else {
-        "vKk"
+    let values: &'static str = match program {
+        Program::TlsdIo | Program::TlscIo => "vKkd",
+        Program::Ucspitlsc | Program::Tlsc => "vKk67",
+        Program::Ucspitlsd | Program::Tlsd => "vKk",
     };
     let number = prop_oneof![
         (0u32..5).prop_map(|n| n.to_string()),
@@ -276,24 +301,50 @@ fn items(program: Program) -> impl Strategy<Value = Vec<Item>> {
     ];
     let item = prop_oneof![
         select(flags.chars().collect::<Vec<_>>()).prop_map(Item::Flag),
-        (select(values.chars().collect::<Vec<_>>()), number).prop_map(|(c, n)| {
-            // -d is a descriptor: keep it an int.
-            let n = if c == 'd' {
-                (n.parse::<u64>().unwrap() % (1 << 31)).to_string()
-            } else {
-                n
-            };
-            Item::Value(c, n)
-        }),
+        (
+            select(values.chars().collect::<Vec<_>>()),
+            number,
+            "[a-z]{1,8}(\\.[a-z]{1,8}){0,2}",
+        )
+            .prop_map(move |(c, n, name)| {
+                let value = match c {
+                    // -d is a descriptor: keep it an int.
+                    'd' => (n.parse::<u64>().unwrap() % (1 << 31)).to_string(),
+                    // The network's descriptors: 3 or more, and never the
+                    // same (nor -6 the default 7).
+                    '6' => (8 + n.parse::<u64>().unwrap() % 40).to_string(),
+                    '7' => (50 + n.parse::<u64>().unwrap() % 50).to_string(),
+                    'k' if program.is_client() => name,
+                    _ => n,
+                };
+                Item::Value(c, value)
+            }),
     ];
     vec(item, 0..8)
 }
 
-/// What the items mean, written from the option tables of doc/: later
-/// options override earlier ones.
-fn model(items: &[Item]) -> Options {
+/// What the items mean, written from the tables of the manual pages:
+/// later options override earlier ones.
+fn model(program: Program, items: &[Item]) -> Options {
     let mut o = Options::default();
     for item in items {
+        if program.is_client() {
+            match item {
+                Item::Flag('Y') => o.present_cert = false,
+                Item::Flag('y') => o.present_cert = true,
+                Item::Value('K', n) => o.handshake_timeout_ms = n.parse().unwrap(),
+                Item::Value('k', name) => o.server_name = Some(name.clone()),
+                Item::Value('6', n) => o.net_read_fd = n.parse().unwrap(),
+                Item::Value('7', n) => o.net_write_fd = n.parse().unwrap(),
+                _ => {}
+            }
+            if matches!(
+                item,
+                Item::Flag('Y' | 'y') | Item::Value('K' | 'k' | '6' | '7', _)
+            ) {
+                continue;
+            }
+        }
         match item {
             Item::Flag('S') => o.close_notify = true,
             Item::Flag('s') => o.close_notify = false,
@@ -342,7 +393,7 @@ const STYLES: [Style; 5] = [
     Style::Bundled,
 ];
 
-fn render(items: &[Item], style: Style) -> Vec<String> {
+fn render(program: Program, items: &[Item], style: Style) -> Vec<String> {
     let mut out = Vec::new();
     let mut bundle = String::new();
     for item in items {
@@ -354,13 +405,15 @@ fn render(items: &[Item], style: Style) -> Vec<String> {
             }
             (Style::Separate | Style::Attached, Item::Flag(c)) => out.push(format!("-{c}")),
             (Style::LongEquals | Style::LongSeparate, Item::Flag(c)) => {
-                out.push(format!("--{}", long_name(*c)))
+                out.push(format!("--{}", long_name(program, *c)))
             }
             (Style::Separate, Item::Value(c, n)) => out.extend([format!("-{c}"), n.clone()]),
             (Style::Attached, Item::Value(c, n)) => out.push(format!("-{c}{n}")),
-            (Style::LongEquals, Item::Value(c, n)) => out.push(format!("--{}={n}", long_name(*c))),
+            (Style::LongEquals, Item::Value(c, n)) => {
+                out.push(format!("--{}={n}", long_name(program, *c)))
+            }
             (Style::LongSeparate, Item::Value(c, n)) => {
-                out.extend([format!("--{}", long_name(*c)), n.clone()])
+                out.extend([format!("--{}", long_name(program, *c)), n.clone()])
             }
         }
     }
@@ -371,9 +424,10 @@ fn render(items: &[Item], style: Style) -> Vec<String> {
 }
 
 fn operands_for(program: Program) -> Vec<OsString> {
-    match program {
-        Program::TlsdIo => os(&["0", "1"]),
-        _ => os(&["prog"]),
+    if program.is_engine() {
+        os(&["0", "1"])
+    } else {
+        os(&["prog"])
     }
 }
 
@@ -428,16 +482,17 @@ proptest! {
                 prop_assert!(!usage.contains('\n'));
             }
             Ok((o, operands)) => {
-                match program {
-                    Program::TlsdIo => prop_assert_eq!(operands.len(), 2),
-                    _ => prop_assert!(!operands.is_empty()),
+                if program.is_engine() {
+                    prop_assert_eq!(operands.len(), 2);
+                } else {
+                    prop_assert!(!operands.is_empty());
                 }
                 let start = args.len() - operands.len();
                 prop_assert_eq!(&args[start..], &operands[..]);
                 let first = operands[0].as_bytes();
                 let after_dashdash = start > 0 && args[start - 1] == *"--";
                 prop_assert!(after_dashdash || first == b"-" || !first.starts_with(b"-"));
-                if program == Program::TlsdIo {
+                if program.is_engine() {
                     prop_assert!(!o.keep_env);
                 } else {
                     prop_assert_eq!(o.notif_fd, None);
@@ -450,9 +505,9 @@ proptest! {
     /// and to what the options mean.
     #[test]
     fn opts_styles_are_equivalent((program, items) in program_and_items()) {
-        let expected = model(&items);
+        let expected = model(program, &items);
         for style in STYLES {
-            let mut args: Vec<OsString> = render(&items, style).into_iter().map(OsString::from).collect();
+            let mut args: Vec<OsString> = render(program, &items, style).into_iter().map(OsString::from).collect();
             args.extend(operands_for(program));
             let parsed = opts::parse(program, &args);
             prop_assert_eq!(parsed, Ok((expected.clone(), operands_for(program))), "{:?}", args);
@@ -468,15 +523,16 @@ proptest! {
         first in operand(),
         tail in vec(argv_word(), 0..5),
     ) {
-        let mut args: Vec<OsString> = render(&items, style).into_iter().map(OsString::from).collect();
+        let mut args: Vec<OsString> = render(program, &items, style).into_iter().map(OsString::from).collect();
         let mut operands = vec![first];
-        match program {
-            // s6-tlsd-io takes exactly two operands.
-            Program::TlsdIo => operands.push(tail.first().cloned().unwrap_or_else(|| "1".into())),
-            _ => operands.extend(tail),
+        if program.is_engine() {
+            // The engines take exactly two operands.
+            operands.push(tail.first().cloned().unwrap_or_else(|| "1".into()));
+        } else {
+            operands.extend(tail);
         }
         args.extend(operands.iter().cloned());
-        prop_assert_eq!(opts::parse(program, &args), Ok((model(&items), operands)));
+        prop_assert_eq!(opts::parse(program, &args), Ok((model(program, &items), operands)));
     }
 
     /// ... and right after `--`, whatever the words look like.
@@ -486,14 +542,14 @@ proptest! {
         style in select(STYLES.to_vec()),
         rest in vec(argv_word(), 1..5),
     ) {
-        let mut args: Vec<OsString> = render(&items, style).into_iter().map(OsString::from).collect();
+        let mut args: Vec<OsString> = render(program, &items, style).into_iter().map(OsString::from).collect();
         args.push("--".into());
         args.extend(rest.iter().cloned());
         let parsed = opts::parse(program, &args);
-        if program == Program::TlsdIo && rest.len() != 2 {
+        if program.is_engine() && rest.len() != 2 {
             prop_assert_eq!(parsed.map_err(|e| e.code), Err(100));
         } else {
-            prop_assert_eq!(parsed, Ok((model(&items), rest)));
+            prop_assert_eq!(parsed, Ok((model(program, &items), rest)));
         }
     }
 
@@ -506,7 +562,7 @@ proptest! {
         // Bytes that never occur in UTF-8, anywhere after the dash.
         (bad, at) in (select(vec![0xc0u8, 0xc1, 0xf5, 0xf8, 0xfe, 0xff]), any::<usize>()),
     ) {
-        let mut args: Vec<OsString> = render(&items, Style::Bundled).into_iter().map(OsString::from).collect();
+        let mut args: Vec<OsString> = render(program, &items, Style::Bundled).into_iter().map(OsString::from).collect();
         junk.insert(at % (junk.len() + 1), bad);
         let word = [b"-".as_slice(), &junk].concat();
         args.push(OsString::from_vec(word));
@@ -526,8 +582,8 @@ proptest! {
         for args in [
             vec![format!("-{c}"), s.clone()],
             vec![format!("-{c}{s}")],
-            vec![format!("--{}={s}", long_name(c))],
-            vec![format!("--{}", long_name(c)), s.clone()],
+            vec![format!("--{}={s}", long_name(Program::TlsdIo, c))],
+            vec![format!("--{}", long_name(Program::TlsdIo, c)), s.clone()],
         ] {
             let mut args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
             args.extend(os(&["0", "1"]));
@@ -535,7 +591,7 @@ proptest! {
             match expected {
                 Some(n) => {
                     let items = [Item::Value(c, n.to_string())];
-                    prop_assert_eq!(parsed, Ok((model(&items), os(&["0", "1"]))), "{:?}", args);
+                    prop_assert_eq!(parsed, Ok((model(Program::TlsdIo, &items), os(&["0", "1"]))), "{:?}", args);
                 }
                 // `-v2x` and `--verbosity=-1` are usage errors; `-v ""`
                 // too. (Separate `-v -1` takes `-1` as the value.)

@@ -27,6 +27,10 @@ pub enum Mode {
     Plain,
     /// TLS handshake first, then the banner (s6-tlsd, stunnel4).
     Immediate,
+    /// The banner at once, in cleartext: a TLS client in front of us
+    /// (s6-tlsc-io, stunnel4 `client = yes`) talks TLS to an immediate
+    /// server.
+    Cleartext,
 }
 
 impl Mode {
@@ -35,6 +39,7 @@ impl Mode {
             "starttls" => Some(Mode::StartTls),
             "plain" => Some(Mode::Plain),
             "immediate" => Some(Mode::Immediate),
+            "cleartext" => Some(Mode::Cleartext),
             _ => None,
         }
     }
@@ -127,6 +132,9 @@ pub struct Conn {
     tls_in: u64,
     /// Both directions' TLS bytes when the client's handshake was done.
     handshake_bytes: u64,
+    /// A TLS client front serves us: it ends the session when we end
+    /// ours, so QUIT is followed by our half-close.
+    front: bool,
 }
 
 fn other(msg: impl ToString) -> io::Error {
@@ -134,7 +142,7 @@ fn other(msg: impl ToString) -> io::Error {
 }
 
 impl Conn {
-    fn new(sock: TcpStream) -> Conn {
+    fn new(sock: TcpStream, mode: Mode) -> Conn {
         Conn {
             sock,
             tls: None,
@@ -146,6 +154,7 @@ impl Conn {
             tls_out: 0,
             tls_in: 0,
             handshake_bytes: 0,
+            front: mode == Mode::Cleartext,
         }
     }
 
@@ -156,9 +165,11 @@ impl Conn {
         sock.set_nodelay(true)?;
         sock.set_read_timeout(Some(Duration::from_secs(30)))?;
         sock.set_write_timeout(Some(Duration::from_secs(30)))?;
-        let mut conn = Conn::new(sock);
+        let mut conn = Conn::new(sock, mode);
         if mode == Mode::Immediate {
             conn.start_tls(config)?;
+        }
+        if matches!(mode, Mode::Immediate | Mode::Cleartext) {
             conn.expect_line("220")?;
             return Ok(conn);
         }
@@ -435,6 +446,9 @@ impl Conn {
         if !reply.starts_with("221") {
             return Err(other(format!("QUIT answered {reply:?}")));
         }
+        if self.front {
+            self.sock.shutdown(std::net::Shutdown::Write)?;
+        }
         let mut extra = 0usize;
         loop {
             let n = self.with_cleartext(&mut |chunk| chunk.len())?;
@@ -484,10 +498,13 @@ pub fn session_phases(
     sock.set_nodelay(true)?;
     sock.set_read_timeout(Some(Duration::from_secs(30)))?;
     lap("connect", &mut phases);
-    let mut conn = Conn::new(sock);
+    let mut conn = Conn::new(sock, mode);
     if mode == Mode::Immediate {
         conn.start_tls(config)?;
         lap("handshake", &mut phases);
+        conn.expect_line("220")?;
+        lap("banner", &mut phases);
+    } else if mode == Mode::Cleartext {
         conn.expect_line("220")?;
         lap("banner", &mut phases);
     } else {

@@ -14,10 +14,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    let program = match selector % 3 {
+    let program = match selector % 6 {
         0 => Program::TlsdIo,
         1 => Program::Ucspitlsd,
-        _ => Program::Tlsd,
+        2 => Program::Tlsd,
+        3 => Program::TlscIo,
+        4 => Program::Ucspitlsc,
+        _ => Program::Tlsc,
     };
     let args: Vec<OsString> = if rest.is_empty() {
         Vec::new()
@@ -35,9 +38,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!usage.contains('\n'), "{e:?}");
         }
         Ok((o, operands)) => {
-            match program {
-                Program::TlsdIo => assert_eq!(operands.len(), 2, "{args:?}"),
-                _ => assert!(!operands.is_empty(), "{args:?}"),
+            if program.is_engine() {
+                assert_eq!(operands.len(), 2, "{args:?}");
+            } else {
+                assert!(!operands.is_empty(), "{args:?}");
             }
             // The operands are a suffix of argv ...
             let start = args.len() - operands.len();
@@ -49,10 +53,17 @@ fuzz_target!(|data: &[u8]| {
                 after_dashdash || first == b"-" || !first.starts_with(b"-"),
                 "{args:?}"
             );
-            if program == Program::TlsdIo {
+            if program.is_engine() {
                 assert!(!o.keep_env);
             } else {
                 assert_eq!(o.notif_fd, None);
+            }
+            // The network descriptors of the client wrappers: 3 or more,
+            // distinct.
+            assert!(o.net_read_fd >= 3 && o.net_write_fd >= 3, "{args:?}");
+            assert_ne!(o.net_read_fd, o.net_write_fd, "{args:?}");
+            if o.server_name.is_some() {
+                assert!(program.is_client(), "{args:?}");
             }
         }
     }

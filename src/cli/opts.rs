@@ -16,6 +16,12 @@ pub enum Program {
     Ucspitlsd,
     /// `s6-tlsd`: takes `-Z`/`-z` and a prog.
     Tlsd,
+    /// `s6-tlsc-io`: the client engine; `-d notif` and two operands.
+    TlscIo,
+    /// `s6-ucspitlsc`: `-Z`/`-z`, `-6`/`-7` and a prog.
+    Ucspitlsc,
+    /// `s6-tlsc`: `-Z`/`-z`, `-6`/`-7` and a prog.
+    Tlsc,
 }
 
 impl Program {
@@ -24,20 +30,41 @@ impl Program {
             Program::TlsdIo => "s6-tlsd-io",
             Program::Ucspitlsd => "s6-ucspitlsd",
             Program::Tlsd => "s6-tlsd",
+            Program::TlscIo => "s6-tlsc-io",
+            Program::Ucspitlsc => "s6-ucspitlsc",
+            Program::Tlsc => "s6-tlsc",
         }
+    }
+
+    /// The client programs: `-k` names the server, `-K` bounds the
+    /// handshake, `-y` presents a certificate.
+    pub fn is_client(self) -> bool {
+        matches!(self, Program::TlscIo | Program::Ucspitlsc | Program::Tlsc)
+    }
+
+    /// The engines, which take `fdr fdw` operands rather than a prog.
+    pub fn is_engine(self) -> bool {
+        matches!(self, Program::TlsdIo | Program::TlscIo)
     }
 
     pub fn usage(self) -> String {
         let common = "[ -S | -s ] [ -J | -j ] [ -Y | -y ]";
-        let tail = "[ -v verbosity ] [ -K kimeout ] [ --handshake-timeout=ms ] [ -k snilevel ]";
+        let tail = if self.is_client() {
+            "[ -v verbosity ] [ -K timeout ] [ --kimeout=ms ] [ -k servername ] [ --no-verify-cert ]"
+        } else {
+            "[ -v verbosity ] [ -K kimeout ] [ --handshake-timeout=ms ] [ -k snilevel ]"
+        };
+        let name = self.name();
         match self {
-            Program::TlsdIo => {
-                format!("usage: s6-tlsd-io {common} {tail} [ -d notif ] [ -- ] fdr fdw")
+            Program::TlsdIo | Program::TlscIo => {
+                format!("usage: {name} {common} {tail} [ -d notif ] [ -- ] fdr fdw")
             }
-            p => format!(
-                "usage: {} {common} [ -Z | -z ] {tail} [ -- ] prog...",
-                p.name()
-            ),
+            Program::Ucspitlsc | Program::Tlsc => {
+                format!("usage: {name} {common} [ -Z | -z ] {tail} [ -6 rfd ] [ -7 wfd ] [ -- ] prog...")
+            }
+            Program::Ucspitlsd | Program::Tlsd => {
+                format!("usage: {name} {common} [ -Z | -z ] {tail} [ -- ] prog...")
+            }
         }
     }
 }
@@ -63,6 +90,15 @@ pub struct Options {
     pub handshake_timeout_ms: u32,
     pub sni_level: u32,
     pub notif_fd: Option<i32>,
+    /// Client: the name sent as SNI and checked (`-k servername`).
+    pub server_name: Option<String>,
+    /// Client: present `CERTFILE`/`KEYFILE` to the server (`-y`).
+    pub present_cert: bool,
+    /// Client: `--no-verify-cert` turns this off.
+    pub verify_cert: bool,
+    /// s6-tlsc and s6-ucspitlsc: the network descriptors (`-6`, `-7`).
+    pub net_read_fd: i32,
+    pub net_write_fd: i32,
 }
 
 impl Default for Options {
@@ -77,6 +113,11 @@ impl Default for Options {
             handshake_timeout_ms: 0,
             sni_level: 0,
             notif_fd: None,
+            server_name: None,
+            present_cert: false,
+            verify_cert: true,
+            net_read_fd: 6,
+            net_write_fd: 7,
         }
     }
 }
@@ -90,25 +131,44 @@ struct Spec {
     only: Option<&'static [Program]>,
 }
 
-const PROG_TAKERS: &[Program] = &[Program::Ucspitlsd, Program::Tlsd];
-const IO_ONLY: &[Program] = &[Program::TlsdIo];
+const PROG_TAKERS: &[Program] = &[
+    Program::Ucspitlsd,
+    Program::Tlsd,
+    Program::Ucspitlsc,
+    Program::Tlsc,
+];
+const IO_ONLY: &[Program] = &[Program::TlsdIo, Program::TlscIo];
+const SERVERS: &[Program] = &[Program::TlsdIo, Program::Ucspitlsd, Program::Tlsd];
+const CLIENTS: &[Program] = &[Program::TlscIo, Program::Ucspitlsc, Program::Tlsc];
+const CLIENT_WRAPPERS: &[Program] = &[Program::Ucspitlsc, Program::Tlsc];
 
+// The same letter means what s6-networking gives it in each role: `-K`
+// is inactivity on the server and the handshake deadline on the client;
+// `-k` is the SNI level on the server and the server's name on the client.
 const SPECS: &[Spec] = &[
     spec(Some('S'), "close-notify", false, None),
     spec(Some('s'), "no-close-notify", false, None),
     spec(Some('J'), "enforce-close-notify", false, None),
     spec(Some('j'), "no-enforce-close-notify", false, None),
-    spec(Some('Y'), "client-cert", false, None),
-    spec(Some('y'), "mandatory-client-cert", false, None),
+    spec(Some('Y'), "client-cert", false, Some(SERVERS)),
+    spec(Some('y'), "mandatory-client-cert", false, Some(SERVERS)),
     spec(Some('Z'), "keep", false, Some(PROG_TAKERS)),
     spec(Some('z'), "no-keep", false, Some(PROG_TAKERS)),
     spec(Some('v'), "verbosity", true, None),
-    spec(Some('K'), "kimeout", true, None),
-    spec(None, "handshake-timeout", true, None),
-    spec(Some('k'), "sni-level", true, None),
-    spec(None, "sni", false, None),
-    spec(None, "mandatory-sni", false, None),
+    spec(Some('K'), "kimeout", true, Some(SERVERS)),
+    spec(None, "handshake-timeout", true, Some(SERVERS)),
+    spec(Some('k'), "sni-level", true, Some(SERVERS)),
+    spec(None, "sni", false, Some(SERVERS)),
+    spec(None, "mandatory-sni", false, Some(SERVERS)),
     spec(Some('d'), "notification-fd", true, Some(IO_ONLY)),
+    spec(Some('Y'), "no-client-cert", false, Some(CLIENTS)),
+    spec(Some('y'), "client-cert", false, Some(CLIENTS)),
+    spec(Some('K'), "handshake-timeout", true, Some(CLIENTS)),
+    spec(None, "kimeout", true, Some(CLIENTS)),
+    spec(Some('k'), "servername", true, Some(CLIENTS)),
+    spec(None, "no-verify-cert", false, Some(CLIENTS)),
+    spec(Some('6'), "read-fd", true, Some(CLIENT_WRAPPERS)),
+    spec(Some('7'), "write-fd", true, Some(CLIENT_WRAPPERS)),
 ];
 
 const fn spec(
@@ -173,7 +233,7 @@ pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsStri
                     Some(value_at(args, i, &format!("--{name}")).map_err(usage)?)
                 }
             };
-            apply(&mut opts, spec, value.as_deref()).map_err(usage)?;
+            apply(&mut opts, program, spec, value.as_deref()).map_err(usage)?;
             i += 1;
             continue;
         }
@@ -186,7 +246,7 @@ pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsStri
                 .find(|s| s.short == Some(c) && known(program, s))
                 .ok_or_else(|| usage(format!("unrecognized short option: {c}")))?;
             if !spec.value {
-                apply(&mut opts, spec, None).map_err(usage)?;
+                apply(&mut opts, program, spec, None).map_err(usage)?;
                 continue;
             }
             let rest = &shorts[pos + c.len_utf8()..];
@@ -196,22 +256,30 @@ pub fn parse(program: Program, args: &[OsString]) -> Result<(Options, Vec<OsStri
             } else {
                 rest.to_owned()
             };
-            apply(&mut opts, spec, Some(&value)).map_err(usage)?;
+            apply(&mut opts, program, spec, Some(&value)).map_err(usage)?;
             break;
         }
         i += 1;
     }
     let operands = args[i.min(args.len())..].to_vec();
-    let problem = match (program, operands.len()) {
-        (Program::TlsdIo, 0) => Some("missing fdr and fdw".to_owned()),
-        (Program::TlsdIo, 1) => Some("missing fdw".to_owned()),
-        (Program::TlsdIo, 2) => None,
-        (Program::TlsdIo, n) => Some(format!(
+    let problem = match (program.is_engine(), operands.len()) {
+        (true, 0) => Some("missing fdr and fdw".to_owned()),
+        (true, 1) => Some("missing fdw".to_owned()),
+        (true, 2) => None,
+        (true, n) => Some(format!(
             "too many arguments: {n} where fdr fdw are expected"
         )),
-        (_, 0) => Some("missing prog".to_owned()),
+        (false, 0) => Some("missing prog".to_owned()),
         _ => None,
     };
+    let problem = problem.or_else(|| {
+        (opts.net_read_fd == opts.net_write_fd).then(|| {
+            format!(
+                "read-fd and write-fd must differ, not both {}",
+                opts.net_read_fd
+            )
+        })
+    });
     match problem {
         Some(problem) => Err(usage(problem)),
         None => Ok((opts, operands)),
@@ -229,7 +297,12 @@ fn value_at(args: &[OsString], i: usize, option: &str) -> Result<String, String>
 }
 
 /// Records one option, or says why its value is not acceptable.
-fn apply(opts: &mut Options, spec: &Spec, value: Option<&str>) -> Result<(), String> {
+fn apply(
+    opts: &mut Options,
+    program: Program,
+    spec: &Spec,
+    value: Option<&str>,
+) -> Result<(), String> {
     let number = || {
         value.and_then(parse_decimal).ok_or_else(|| {
             format!(
@@ -239,7 +312,30 @@ fn apply(opts: &mut Options, spec: &Spec, value: Option<&str>) -> Result<(), Str
             )
         })
     };
+    // Descriptors 0, 1 and 2 stay prog's own.
+    let net_fd = || {
+        value
+            .and_then(parse_decimal)
+            .filter(|&n| n >= 3)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| {
+                format!(
+                    "{} must be a descriptor number of 3 or more, not {:?}",
+                    spec.long,
+                    value.unwrap_or_default()
+                )
+            })
+    };
     match spec.long {
+        "client-cert" if program.is_client() => opts.present_cert = true,
+        "no-client-cert" => opts.present_cert = false,
+        "servername" => {
+            let name = value.filter(|v| !v.is_empty());
+            opts.server_name = Some(name.ok_or("servername must not be empty")?.to_owned())
+        }
+        "no-verify-cert" => opts.verify_cert = false,
+        "read-fd" => opts.net_read_fd = net_fd()?,
+        "write-fd" => opts.net_write_fd = net_fd()?,
         "close-notify" => opts.close_notify = true,
         "no-close-notify" => opts.close_notify = false,
         "enforce-close-notify" => opts.enforce_close_notify = true,
@@ -410,6 +506,65 @@ mod tests {
         for level in ["2", "3", "99", "4294967295"] {
             let (o, _) = parse(Program::TlsdIo, &args(&["-k", level, "0", "1"])).unwrap();
             assert_eq!(o.sni_level, 2, "{level}");
+        }
+    }
+
+    #[test]
+    fn client_letters() {
+        let (o, rest) = parse(
+            Program::Tlsc,
+            &args(&["-yK", "500", "-kmail.example.org", "-6", "3", "-74", "prog"]),
+        )
+        .unwrap();
+        assert!(o.present_cert);
+        assert_eq!(o.handshake_timeout_ms, 500);
+        assert_eq!(o.kimeout_ms, 0);
+        assert_eq!(o.server_name.as_deref(), Some("mail.example.org"));
+        assert_eq!((o.net_read_fd, o.net_write_fd), (3, 4));
+        assert_eq!(rest, args(&["prog"]));
+        let (o, rest) = parse(
+            Program::TlscIo,
+            &args(&[
+                "-y",
+                "-Y",
+                "--kimeout=9",
+                "--servername=10.0.0.1",
+                "--no-verify-cert",
+                "-d5",
+                "3",
+                "4",
+            ]),
+        )
+        .unwrap();
+        assert!(!o.present_cert && !o.verify_cert);
+        assert_eq!(o.kimeout_ms, 9);
+        assert_eq!(o.server_name.as_deref(), Some("10.0.0.1"));
+        assert_eq!(o.notif_fd, Some(5));
+        assert_eq!(rest, args(&["3", "4"]));
+    }
+
+    #[test]
+    fn client_rejects() {
+        for (program, bad) in [
+            (Program::Tlsc, &["-6", "2", "prog"][..]),
+            (Program::Tlsc, &["-7", "0", "prog"]),
+            (Program::Ucspitlsc, &["-6", "7", "prog"]),
+            (Program::Ucspitlsc, &["-6", "9", "-7", "9", "prog"]),
+            (Program::Tlsc, &["-k", "", "prog"]),
+            (Program::Tlsc, &["--sni-level=1", "prog"]),
+            (Program::Tlsc, &["-d", "3", "prog"]),
+            (Program::TlscIo, &["-6", "3", "0", "1"]),
+            (Program::TlscIo, &["-Z", "0", "1"]),
+            (Program::TlscIo, &["0"]),
+            (Program::Ucspitlsd, &["--no-verify-cert", "prog"]),
+            (Program::TlsdIo, &["-k", "name", "0", "1"]),
+        ] {
+            let err = parse(program, &args(bad)).unwrap_err();
+            assert_eq!(err.code, 100, "{bad:?}");
+            assert!(err
+                .usage
+                .unwrap()
+                .starts_with(&format!("usage: {}", program.name())));
         }
     }
 }

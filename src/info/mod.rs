@@ -140,6 +140,21 @@ pub fn server_entries(conn: &rustls::Connection) -> Vec<Entry> {
     entries
 }
 
+/// The client's entries: the SNI is the name it sent, and the PEER
+/// entries describe the server's certificate only when it was verified
+/// (an unverified certificate never reads as if it identified the server).
+pub fn client_entries(conn: &rustls::CommonState, sni: Option<&str>, verified: bool) -> Vec<Entry> {
+    let mut entries = entries(conn, sni);
+    if !verified {
+        for (name, value) in &mut entries {
+            if name.starts_with("SSL_PEER_") {
+                *value = None;
+            }
+        }
+    }
+    entries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,23 +4,21 @@
 //! without a second exec ([`become_engine`]).
 //!
 //! A role is a [`Role`]: the engine's program name and how its connection
-//! is made. The server's is [`SERVER`]. The client side adds its own
-//! (`name: "s6-tlsc-io"`, a `connect` that builds the client configuration
-//! from the options and the environment, the `ClientConnection` for the
-//! name given with `-k`, and a [`Peer`] whose entries describe the
-//! server's certificate) and passes it to the same functions, here and in
-//! [`super::starttls`] and [`super::immediate`], with its own network
-//! descriptor numbers ([`NetFds`]).
+//! is made: [`SERVER`] and [`CLIENT`]. Each program passes its role to the
+//! same functions, here and in [`super::starttls`] and
+//! [`super::immediate`], with its own network descriptor numbers
+//! ([`NetFds`]).
 
 use crate::cli::error::{Fatal, EXIT_SETUP};
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
 use crate::info;
-use crate::plumbing::fds::{close_all_but, own_fd};
+use crate::plumbing::fds::{close_all_but, own_fd, parse_fd};
 use crate::plumbing::privs;
-use crate::tls::{config, errors};
+use crate::tls::{client, config, errors};
 use crate::tunnel::{Fds, Peer, Tunnel};
 use rustls::Connection;
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// What differs between the engines of the two roles.
@@ -42,6 +40,12 @@ pub type Connect = fn(&Options, &Log) -> Result<(Connection, Peer), Fatal>;
 pub const SERVER: Role = Role {
     name: "s6-tlsd-io",
     connect: server_connection,
+};
+
+/// The client: s6-tlsc-io, and the engine of s6-ucspitlsc and s6-tlsc.
+pub const CLIENT: Role = Role {
+    name: "s6-tlsc-io",
+    connect: client::connect,
 };
 
 fn server_connection(opts: &Options, log: &Log) -> Result<(Connection, Peer), Fatal> {
@@ -70,6 +74,57 @@ pub struct NetFds {
 impl NetFds {
     /// A super-server's: the connection on stdin and stdout.
     pub const STANDARD: NetFds = NetFds { read: 0, write: 1 };
+
+    /// A UCSPI client's: fds 6/7 unless `-6`/`-7` say otherwise; both
+    /// must be open (else 111).
+    pub fn client(opts: &Options) -> Result<NetFds, Fatal> {
+        for fd in [opts.net_read_fd, opts.net_write_fd] {
+            // SAFETY: F_GETFD only inspects the descriptor table entry.
+            if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
+                return Err(Fatal::sys(
+                    "check network fds",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        Ok(NetFds {
+            read: opts.net_read_fd,
+            write: opts.net_write_fd,
+        })
+    }
+}
+
+/// The `fdr fdw` operands and the `-d notif` of an engine program:
+/// decimal, distinct from each other and from 0 and 1 (else 100), open
+/// (else 111).
+pub fn operand_fds(
+    opts: &Options,
+    operands: &[OsString],
+) -> Result<(OwnedFd, OwnedFd, Option<OwnedFd>), Fatal> {
+    let word = |i: usize| operands[i].to_string_lossy().into_owned();
+    let fdr = parse_fd("fdr", &word(0))?;
+    let fdw = parse_fd("fdw", &word(1))?;
+    let mut named = vec![("fdr", fdr), ("fdw", fdw)];
+    named.extend(opts.notif_fd.map(|fd| ("notif", fd)));
+    // 0 and 1 are the other side of the tunnel and 2 is stderr: an engine
+    // owning one of them would close it under the program's feet.
+    if let Some((what, fd)) = named.iter().find(|(_, fd)| *fd < 3) {
+        return Err(Fatal::usage(format!(
+            "{what} must be 3 or more (0 and 1 are the other side, 2 is stderr), not {fd}"
+        )));
+    }
+    let distinct = named
+        .iter()
+        .enumerate()
+        .all(|(i, (_, n))| !named[..i].iter().any(|(_, m)| m == n));
+    if !distinct {
+        return Err(Fatal::usage("fdr, fdw and notif must be distinct"));
+    }
+    Ok((
+        own_fd("fdr", fdr)?,
+        own_fd("fdw", fdw)?,
+        opts.notif_fd.map(|fd| own_fd("notif", fd)).transpose()?,
+    ))
 }
 
 /// Loads the configuration, drops privileges, and runs the tunnel, in

@@ -6,6 +6,9 @@
 pub mod engine;
 pub mod immediate;
 pub mod starttls;
+pub mod tlsc;
+pub mod tlsc_io;
 pub mod tlsd;
 pub mod tlsd_io;
+pub mod ucspitlsc;
 pub mod ucspitlsd;

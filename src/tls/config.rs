@@ -8,6 +8,7 @@ use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::errors::describe;
+use crate::tls::pki::env_path;
 use crate::tls::sni::{self, Selector};
 use crate::tls::{ocsp, pki, tickets};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
@@ -16,10 +17,6 @@ use rustls::ServerConfig;
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
-
-fn env_path(name: &str) -> Option<OsString> {
-    std::env::var_os(name).filter(|v| !v.is_empty())
-}
 
 /// Attaches the OCSP response `var` names, if it names one that is fit to
 /// staple.
@@ -129,19 +126,9 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
         })?;
     let anchors = match opts.client_cert {
         ClientCert::None => None,
-        _ => {
-            let cadir = env_path("CADIR");
-            let cafile = env_path("CAFILE");
-            if cadir.is_none() && cafile.is_none() {
-                return Err(Fatal::usage(
-                    "client certificates requested but neither CADIR nor CAFILE is set",
-                ));
-            }
-            Some(pki::load_anchors(
-                cadir.as_deref().map(Path::new),
-                cafile.as_deref().map(Path::new),
-            )?)
-        }
+        _ => Some(pki::env_anchors(
+            "client certificates requested but neither CADIR nor CAFILE is set",
+        )?),
     };
     let identity = tickets::service_identity(
         default.iter().map(|pair| (None, &**pair)).chain(

@@ -20,6 +20,25 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
+/// A path from the environment; an empty value counts as unset.
+pub fn env_path(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// The trust anchors named by `CADIR` (which wins) or `CAFILE`; neither
+/// set is a usage error (100) saying `neither`.
+pub fn env_anchors(neither: &str) -> Result<rustls::RootCertStore, Fatal> {
+    let cadir = env_path("CADIR");
+    let cafile = env_path("CAFILE");
+    if cadir.is_none() && cafile.is_none() {
+        return Err(Fatal::usage(neither));
+    }
+    load_anchors(
+        cadir.as_deref().map(Path::new),
+        cafile.as_deref().map(Path::new),
+    )
+}
+
 /// Reads a whole file into a buffer that is wiped when dropped.
 pub fn read_file(what: &str, path: &Path) -> Result<Zeroizing<Vec<u8>>, Fatal> {
     let bytes = std::fs::read(path).map_err(|e| {

@@ -584,6 +584,8 @@ pub struct Spawn {
     app_in: Option<OwnedFd>,
     app_out: Option<OwnedFd>,
     notify: Option<OwnedFd>,
+    /// The child's fds 0 and 1 when they are not the network.
+    stdio: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl Spawn {
@@ -611,7 +613,30 @@ impl Spawn {
             app_in: None,
             app_out: None,
             notify: None,
+            stdio: None,
         }
+    }
+
+    /// Pipes for an application on the child's fds 0 and 1 (the client
+    /// engine's side): the test writes what the child reads on fd 0 on
+    /// [`Engine::app_in`], reads what it writes on fd 1 on
+    /// [`Engine::app_out`]. Spawn with `None` then.
+    pub fn app_std(mut self) -> Spawn {
+        let (stdin, app_in) = pipe();
+        set_nonblocking(app_in.as_fd());
+        let (app_out, stdout) = pipe();
+        set_nonblocking(app_out.as_fd());
+        self.stdio = Some((stdin, stdout));
+        self.app_in = Some(app_in);
+        self.app_out = Some(app_out);
+        self
+    }
+
+    /// A connected socket on two descriptors of the child, `r` for
+    /// reading and `w` for writing (a UCSPI client's 6 and 7).
+    pub fn net_on(self, r: RawFd, w: RawFd, sock: TcpStream) -> Spawn {
+        let dup = sock.try_clone().expect("dup socket");
+        self.fd(r, OwnedFd::from(sock)).fd(w, OwnedFd::from(dup))
     }
 
     /// Pipes for the application side: the child reads cleartext on
@@ -668,9 +693,14 @@ impl Spawn {
                 cmd.stdin(Stdio::from(OwnedFd::from(sock)))
                     .stdout(Stdio::from(OwnedFd::from(out)));
             }
-            None => {
-                cmd.stdin(Stdio::null()).stdout(Stdio::null());
-            }
+            None => match self.stdio {
+                Some((stdin, stdout)) => {
+                    cmd.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout));
+                }
+                None => {
+                    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+                }
+            },
         }
         cmd.stderr(Stdio::piped());
         const MAX: usize = 8;
@@ -789,17 +819,26 @@ impl Exit {
 
     /// Asserts the exit code and that stderr is exactly one line
     /// `s6-tlsd-io: fatal: ` + something starting with `start`.
+    /// A `start` ending in a newline is the whole line.
     pub fn assert_fatal(&self, code: i32, start: &str) {
+        let line = self.fatal_line(code, FATAL);
+        match start.strip_suffix('\n') {
+            Some(whole) => assert_eq!(line, whole, "stderr {:?}", self.stderr),
+            None => assert!(
+                line.starts_with(start),
+                "stderr {:?} should start with {FATAL}{start:?}",
+                self.stderr
+            ),
+        }
+    }
+
+    /// Asserts the exit code and that stderr is exactly one line that
+    /// starts with `prefix` (`PROGNAME: fatal: `); returns the rest of it.
+    pub fn fatal_line(&self, code: i32, prefix: &str) -> &str {
         assert_eq!(
             self.code,
             Some(code),
             "exit status; stderr: {:?}",
-            self.stderr
-        );
-        let expected = format!("{FATAL}{start}");
-        assert!(
-            self.stderr.starts_with(&expected),
-            "stderr {:?} should start with {expected:?}",
             self.stderr
         );
         assert!(
@@ -807,6 +846,10 @@ impl Exit {
             "stderr should be one line: {:?}",
             self.stderr
         );
+        self.stderr
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("stderr {:?} should start with {prefix:?}", self.stderr))
+            .trim_end()
     }
 }
 
@@ -1010,6 +1053,19 @@ pub enum Versions {
     Both,
 }
 
+impl Versions {
+    /// The versions, as rustls's builders take them.
+    pub fn protocols(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+        match self {
+            Versions::Tls13 => TLS13,
+            Versions::Tls12 => TLS12,
+            Versions::Both => rustls::ALL_VERSIONS,
+        }
+    }
+}
+
 /// How the client checks the server's certificate.
 #[derive(Debug, Clone)]
 pub enum Trust {
@@ -1153,13 +1209,8 @@ impl ClientSetup {
             provider.cipher_suites = suites.clone();
         }
         let provider = Arc::new(provider);
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match self.versions {
-            Versions::Tls13 => &[&rustls::version::TLS13],
-            Versions::Tls12 => &[&rustls::version::TLS12],
-            Versions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        };
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(self.versions.protocols())
             .expect("client protocol versions");
         let builder = match &self.trust {
             Trust::Roots(roots) => {

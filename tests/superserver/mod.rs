@@ -29,7 +29,7 @@ pub const TLSD: &str = env!("CARGO_BIN_EXE_s6-tlsd");
 #[path = "../support/examples.rs"]
 mod examples;
 #[allow(unused_imports)]
-pub use examples::{demo_exe, testapp_exe};
+pub use examples::{demo_client_exe, demo_exe, testapp_exe};
 
 /// How long a super-server may take to start listening.
 const READY: Duration = Duration::from_secs(10);

@@ -40,8 +40,13 @@ fn examples_dir() -> &'static PathBuf {
 }
 
 fn example(name: &str) -> &'static str {
-    static PATHS: OnceLock<[String; 3]> = OnceLock::new();
-    let names = ["s6-tls-testapp", "s6-tls-faultapp", "ucspitls-demo"];
+    static PATHS: OnceLock<[String; 4]> = OnceLock::new();
+    let names = [
+        "s6-tls-testapp",
+        "s6-tls-faultapp",
+        "ucspitls-demo",
+        "ucspitls-demo-client",
+    ];
     let paths =
         PATHS.get_or_init(|| names.map(|n| examples_dir().join(n).to_string_lossy().into_owned()));
     let i = names
@@ -66,4 +71,10 @@ pub fn faultapp_exe() -> &'static str {
 /// `examples/ucspitls-demo.rs`: the SMTP demo, the library's worked example.
 pub fn demo_exe() -> &'static str {
     example("ucspitls-demo")
+}
+
+/// `examples/ucspitls-demo-client.rs`: the demo's client side, the
+/// library's worked example under s6-ucspitlsc.
+pub fn demo_client_exe() -> &'static str {
+    example("ucspitls-demo-client")
 }

@@ -4,7 +4,8 @@
 //!
 //!     bench-driver --bin DIR --bench-bin DIR --tmp DIR [--quick]
 //!
-//! `--bin`: where s6-ucspitlsd, s6-tlsd-io and s6-tlsd are (target/release);
+//! `--bin`: where s6-ucspitlsd, s6-tlsd-io, s6-tlsd and s6-tlsc-io are
+//! (target/release);
 //! `--bench-bin`: where bench-app is; `--tmp`: a scratch directory holding
 //! ec.crt/ec.key, rsa.crt/rsa.key and ticket.key (80 bytes, mode 0600),
 //! where logs are written.
@@ -186,6 +187,9 @@ struct Servers {
     plain: Server,
     tlsd: Server,
     stunnel: Server,
+    /// Client fronts: each connection runs a TLS client to `tlsd`.
+    tlsc: Server,
+    stunnel_client: Server,
 }
 
 fn os(p: &Path) -> OsString {
@@ -228,6 +232,38 @@ fn start_servers(s: &Settings) -> io::Result<Servers> {
             app = s.bench_bin.join("bench-app").display(),
         ),
     )?;
+    let tlsd = Server::start(s, "s6-tlsd", &chain(&tlsd, "immediate"), &ec)?;
+    // The client fronts: the bench client's cleartext connection on fds
+    // 0/1, a TLS connection to s6-tlsd made per session, the server's
+    // certificate verified against itself (it is CA:FALSE).
+    let tlsd_port = tlsd.port.to_string();
+    let tlsc = [
+        "tcpclient".into(),
+        "-RHl0".into(),
+        "127.0.0.1".into(),
+        tlsd_port.clone().into(),
+        os(&s.bin.join("s6-tlsc-io")),
+        "-k".into(),
+        client::SNI.into(),
+        "6".into(),
+        "7".into(),
+    ];
+    let client_conf = s.tmp.join("stunnel-client.conf");
+    std::fs::write(
+        &client_conf,
+        format!(
+            "; stunnel4 as a TLS client in inetd mode: the cleartext side on\n\
+             ; fds 0/1, a TLS connection to s6-tlsd, verified as s6-tlsc-io does.\n\
+             pid =\nsyslog = no\ndebug = 3\noutput = {log}\n\
+             client = yes\nconnect = 127.0.0.1:{tlsd_port}\nsni = {sni}\n\
+             verifyChain = yes\nCAfile = {crt}\ncheckHost = {sni}\n\
+             TIMEOUTclose = 0\n",
+            log = s.tmp.join("stunnel-client-output.log").display(),
+            crt = s.tmp.join("ec.crt").display(),
+            sni = client::SNI,
+        ),
+    )?;
+    let ca = [("CAFILE", s.tmp.join("ec.crt"))];
     Ok(Servers {
         tls_ec: Server::start(s, "s6-ucspitlsd-ecdsa", &chain(&ucspitlsd, "starttls"), &ec)?,
         tls_rsa: Server::start(s, "s6-ucspitlsd-rsa", &chain(&ucspitlsd, "starttls"), &rsa)?,
@@ -244,13 +280,20 @@ fn start_servers(s: &Settings) -> io::Result<Servers> {
             &with_tickets(&rsa),
         )?,
         plain: Server::start(s, "plain", &chain(&ucspitlsd, "plain"), &ec)?,
-        tlsd: Server::start(s, "s6-tlsd", &chain(&tlsd, "immediate"), &ec)?,
         stunnel: Server::start(
             s,
             "stunnel4",
             &["/usr/bin/stunnel4".into(), os(&conf)],
             &[],
         )?,
+        tlsc: Server::start(s, "s6-tlsc-io", &tlsc, &ca)?,
+        stunnel_client: Server::start(
+            s,
+            "stunnel4-client",
+            &["/usr/bin/stunnel4".into(), os(&client_conf)],
+            &[],
+        )?,
+        tlsd,
     })
 }
 
@@ -616,6 +659,8 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
         ("plain", &sv.plain, Plain),
         ("tlsd", &sv.tlsd, Immediate),
         ("stunnel", &sv.stunnel, Immediate),
+        ("tlsc", &sv.tlsc, Cleartext),
+        ("stunnelc", &sv.stunnel_client, Cleartext),
     ];
     for (dir, dname) in [(Dir::Down, "down"), (Dir::Up, "up")] {
         for (name, server, mode) in tls {
@@ -625,7 +670,11 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
                     res.push(key, mbs);
                     res.push(Box::leak(format!("cpu.{key}").into_boxed_str()), cpu);
                     res.push(Box::leak(format!("ccpu.{key}").into_boxed_str()), client_cpu);
-                    res.negotiated.insert(server.name, neg);
+                    // Through a client front, our side of the session is
+                    // cleartext: nothing to report.
+                    if mode != Cleartext {
+                        res.negotiated.insert(server.name, neg);
+                    }
                 }
                 Err(e) => res.fail(key, e),
             }
@@ -642,7 +691,7 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
     }
     // The full sessions' client keeps no tickets; the resumed sessions'
     // client threads each keep theirs.
-    let runs: [(&'static str, &Server, Mode, usize, bool); 12] = [
+    let runs: [(&'static str, &Server, Mode, usize, bool); 14] = [
         ("sess2.tls", &sv.tls_ec, StartTls, 2, false),
         ("sess2.plain", &sv.plain, Plain, 2, false),
         ("sess2.rsa", &sv.tls_rsa, StartTls, 2, false),
@@ -655,6 +704,8 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
         ("sess2.rsa.resumed", &sv.tickets_rsa, StartTls, 2, true),
         ("sess16.tls.resumed", &sv.tickets_ec, StartTls, 16, true),
         ("sess16.rsa.resumed", &sv.tickets_rsa, StartTls, 16, true),
+        ("sess2.tlsc", &sv.tlsc, Cleartext, 2, false),
+        ("sess2.stunnelc", &sv.stunnel_client, Cleartext, 2, false),
     ];
     for (key, server, mode, conc, resuming) in runs {
         let run_cfg = if resuming {
@@ -778,6 +829,10 @@ fn rows() -> Vec<Row> {
     let stunnel = |k| Some(("stunnel4", k));
     let full_rsa = |k| Some(("full RSA-2048", k));
     let full_ec = |k| Some(("full ECDSA", k));
+    let client = |k| Some(("stunnel4 client", k));
+    // The server engine doing the same work: its figures include the
+    // bench app's (small) share.
+    let tlsd = |k| Some(("s6-tlsd server", k));
     vec![
         row("down MB/s (s6-ucspitlsd, TLS 1.3)", "down.tls", plain("down.plain"), RatioAtLeast(0.55), 1),
         row("up MB/s (s6-ucspitlsd, TLS 1.3)", "up.tls", plain("up.plain"), RatioAtLeast(0.55), 1),
@@ -813,6 +868,13 @@ fn rows() -> Vec<Row> {
         row("  % of those sessions resumed (RSA c16)", "share.sess16.rsa.resumed", None, Info, 1),
         row("handshake bytes ECDSA resumed", "hsbytes.tls.resumed", full_ec("hsbytes.tls.full"), Info, 0),
         row("handshake bytes RSA-2048 resumed", "hsbytes.rsa.resumed", full_rsa("hsbytes.rsa.full"), Info, 0),
+        row("client s6-tlsc-io down MB/s", "down.tlsc", client("down.stunnelc"), RatioAtLeast(1.0), 1),
+        row("client s6-tlsc-io up MB/s", "up.tlsc", client("up.stunnelc"), RatioAtLeast(1.0), 1),
+        row("  s6-tlsc-io CPU ms/MiB down", "cpu.down.tlsc", client("cpu.down.stunnelc"), Info, 3),
+        row("  s6-tlsc-io CPU ms/MiB up", "cpu.up.tlsc", client("cpu.up.stunnelc"), Info, 3),
+        row("  s6-tlsc-io ms/MiB down (decrypts)", "cpu.down.tlsc", tlsd("cpu.up.tlsd"), Info, 3),
+        row("  s6-tlsc-io ms/MiB up (encrypts)", "cpu.up.tlsc", tlsd("cpu.down.tlsd"), Info, 3),
+        row("client s6-tlsc-io sessions/s c2", "sess2.tlsc", client("sess2.stunnelc"), RatioAtLeast(1.0), 1),
     ]
 }
 
@@ -844,6 +906,9 @@ fn reference_rows() -> Vec<Row> {
         row("stunnel4 down MB/s", "down.stunnel", None, Info, 1),
         row("stunnel4 up MB/s", "up.stunnel", None, Info, 1),
         row("stunnel4 sessions/s c2", "sess2.stunnel", None, Info, 1),
+        row("stunnel4 client down MB/s", "down.stunnelc", None, Info, 1),
+        row("stunnel4 client up MB/s", "up.stunnelc", None, Info, 1),
+        row("stunnel4 client sessions/s c2", "sess2.stunnelc", None, Info, 1),
         row("stunnel4 private KiB (idle)", "private.stunnel", None, Info, 0),
         row("stunnel4 Rss KiB (idle)", "rss.stunnel", None, Info, 0),
         row("stunnel4 Private_Dirty KiB (idle)", "dirty.stunnel", None, Info, 0),
@@ -933,7 +998,15 @@ fn print_table(res: &Results) -> usize {
 
 fn log_problems(sv: &Servers) -> Vec<String> {
     let mut out = Vec::new();
-    for server in [&sv.tls_ec, &sv.tls_rsa, &sv.plain, &sv.tlsd, &sv.stunnel] {
+    for server in [
+        &sv.tls_ec,
+        &sv.tls_rsa,
+        &sv.plain,
+        &sv.tlsd,
+        &sv.stunnel,
+        &sv.tlsc,
+        &sv.stunnel_client,
+    ] {
         let text = std::fs::read_to_string(&server.log).unwrap_or_default();
         let bad: Vec<&str> = text
             .lines()
