@@ -60,7 +60,7 @@ pub fn pem(err: &PemError) -> String {
             .into(),
         PemError::Length => "its base64 is empty, truncated or in lines shorter than 4".into(),
         PemError::HeaderDisallowed => "PEM headers are not supported".into(),
-        PemError::Label => "bad label on its BEGIN line".into(),
+        PemError::Label => "bad BEGIN line: its label, or text after its dashes".into(),
         PemError::PreEncapsulationBoundary => "bad BEGIN line".into(),
         PemError::PostEncapsulationBoundary => "its END line does not match its BEGIN line".into(),
         PemError::UnexpectedTypeLabel { expected } => format!("not a {expected} block"),
@@ -405,7 +405,10 @@ mod tests {
             pem(&PemError::PostEncapsulationBoundary),
             "its END line does not match its BEGIN line"
         );
-        assert_eq!(pem(&PemError::Label), "bad label on its BEGIN line");
+        assert_eq!(
+            pem(&PemError::Label),
+            "bad BEGIN line: its label, or text after its dashes"
+        );
     }
 
     /// No message carries a Rust debug form: no `(`...`)` wrapping of
