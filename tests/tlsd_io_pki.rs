@@ -1375,15 +1375,8 @@ fn pem_variants_from_real_tools() {
     let one_line = |der, label| armour(label, der, OPENSSL, &["base64", "-A", "-in"]);
     let mime_cert = dir.write("mime.crt", mime(&cert_der, "CERTIFICATE"));
     let mime_key = dir.write("mime.key", mime(&key_der, "PRIVATE KEY"));
-    assert!(
-        std::fs::read_to_string(&mime_key)
-            .unwrap()
-            .lines()
-            .nth(1)
-            .unwrap()
-            .len()
-            == 76
-    );
+    let mime_text = std::fs::read_to_string(&mime_key).unwrap();
+    assert_eq!(mime_text.lines().nth(1).map(str::len), Some(76));
     let one_cert = dir.write("one.crt", crlf(&one_line(&cert_der, "CERTIFICATE")));
     let one_key = dir.write("one.key", one_line(&key_der, "PRIVATE KEY"));
     let p12 = dir.path().join("both.p12");

@@ -106,6 +106,7 @@ fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<PemBlock<'_>, String>>
 /// OpenSSL, 76 for MIME encoders, one line for some).
 fn decode(block: &PemBlock<'_>) -> Result<Zeroizing<Vec<u8>>, String> {
     let failed = |e| format!("PEM block {}: {}", block.label, errors::pem(&e));
+    // The crate decodes lines of one given width: the first line's.
     let body = block
         .text
         .splitn(2, |&b| b == b'\n')
