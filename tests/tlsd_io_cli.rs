@@ -237,7 +237,8 @@ fn empty_garbage_or_truncated_files_are_96() {
     configured(&[], &[("CERTFILE", &bad_base64), ("KEYFILE", &key)]).assert_fatal(
         96,
         &format!(
-            "CERTFILE {}: invalid base64 in PEM block\n",
+            "CERTFILE {}: PEM block CERTIFICATE: invalid base64: every line but the last \
+             must be as long as the first, with no spaces, blank lines or headers\n",
             bad_base64.display()
         ),
     );

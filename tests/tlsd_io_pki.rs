@@ -1231,9 +1231,76 @@ fn sni_level_1_without_a_default() {
     );
 }
 
+/// Where pem-rfc7468 is stricter than OpenSSL: layouts `openssl pkey`
+/// loads and s6-tlsd-io refuses with exit 96, naming the block (the list
+/// in doc/s6-tlsd-io.md; tests/properties.rs
+/// `pki_pem_key_stricter_than_openssl` varies them).
+#[test]
+fn pem_layouts_openssl_takes_and_we_refuse() {
+    let dir = TempDir::new("pemstrict");
+    let leaf = &pki().server_p256;
+    let (cert, _) = leaf.write(&dir, "server");
+    let body: Vec<&str> = leaf
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let text = body.concat();
+    let key = |lines: Vec<String>, begin_end: &str| {
+        format!(
+            "-----BEGIN PRIVATE KEY-----{begin_end}\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    };
+    let each = |f: &dyn Fn(&str) -> String| body.iter().map(|l| f(l)).collect::<Vec<_>>();
+    let chunks = |text: &str, width: usize| {
+        text.as_bytes()
+            .chunks(width)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mut uneven = vec![text[..40].to_owned()];
+    uneven.extend(chunks(&text[40..], 64));
+    let mut blank_first = vec![String::new()];
+    blank_first.extend(each(&|l| l.to_owned()));
+    for (what, pem) in [
+        ("a first line shorter than the next", key(uneven, "")),
+        ("a blank line after BEGIN", key(blank_first, "")),
+        ("spaces at line ends", key(each(&|l| format!("{l}  ")), "")),
+        (
+            "a space at line starts",
+            key(each(&|l| format!(" {l}")), ""),
+        ),
+        (
+            "a space inside a line",
+            key(vec![format!("{} {}", &text[..10], &text[10..])], ""),
+        ),
+        ("lines of 2 characters", key(chunks(&text, 2), "")),
+        (
+            "a space after BEGIN's dashes",
+            key(each(&|l| l.to_owned()), " "),
+        ),
+    ] {
+        let path = dir.write("key.pem", &pem);
+        run_openssl(["pkey", "-noout", "-in", path.to_str().unwrap()]);
+        let exit = Spawn::new(["3", "4"])
+            .app(3, 4)
+            .cert(&cert, &path)
+            .spawn(None)
+            .wait_within(Duration::from_secs(10));
+        exit.assert_fatal(
+            96,
+            &format!("KEYFILE {}: PEM block PRIVATE KEY: ", path.display()),
+        );
+        assert_eq!(exit.stderr.lines().count(), 1, "{what}: {}", exit.stderr);
+    }
+}
+
 /// PEM files as tools write them: `openssl ecparam -genkey` (EC
 /// PARAMETERS before the key), CRLF line ends, `openssl x509 -text`
-/// (a text dump before the certificate).
+/// (a text dump before the certificate), coreutils `base64` (76 columns),
+/// `openssl base64 -A` (one line), and `openssl pkcs12 -nodes` (one file,
+/// key and certificate, each after its `Bag Attributes` text).
 #[test]
 fn pem_variants_from_real_tools() {
     let dir = TempDir::new("pemvariants");
@@ -1265,6 +1332,47 @@ fn pem_variants_from_real_tools() {
     assert!(!text.starts_with(b"-----BEGIN"));
     let crlf_cert = dir.write("crlf.crt", crlf(&cert_pem));
     let crlf_key = dir.write("crlf.key", crlf(&key_pem));
+    let cert_der = dir.write(
+        "cert.der",
+        run_openssl(["x509", "-in", cert_s, "-outform", "DER"]),
+    );
+    // PKCS#8: `openssl pkey -outform DER` writes SEC1 for an EC key.
+    let key_der = dir.write(
+        "key.der",
+        run_openssl([
+            "pkcs8", "-topk8", "-nocrypt", "-in", key_s, "-outform", "DER",
+        ]),
+    );
+    // The base64 of a DER file by `tool`, as a PEM block.
+    let armour = |label: &str, der: &Path, tool: &str, args: &[&str]| {
+        let mut args = args.to_vec();
+        args.push(der.to_str().unwrap());
+        let body = String::from_utf8(run_tool(tool, args)).unwrap();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            body.trim_end()
+        )
+    };
+    let mime = |der, label| armour(label, der, "/usr/bin/base64", &[]);
+    let one_line = |der, label| armour(label, der, OPENSSL, &["base64", "-A", "-in"]);
+    let mime_cert = dir.write("mime.crt", mime(&cert_der, "CERTIFICATE"));
+    let mime_key = dir.write("mime.key", mime(&key_der, "PRIVATE KEY"));
+    let mime_text = std::fs::read_to_string(&mime_key).unwrap();
+    assert_eq!(mime_text.lines().nth(1).map(str::len), Some(76));
+    let one_cert = dir.write("one.crt", crlf(&one_line(&cert_der, "CERTIFICATE")));
+    let one_key = dir.write("one.key", one_line(&key_der, "PRIVATE KEY"));
+    let p12 = dir.path().join("both.p12");
+    let p12_s = p12.to_str().unwrap();
+    run_openssl([
+        "pkcs12", "-export", "-in", cert_s, "-inkey", key_s, "-passout", "pass:x", "-out", p12_s,
+    ]);
+    let both = dir.write(
+        "both.pem",
+        run_openssl(["pkcs12", "-in", p12_s, "-nodes", "-passin", "pass:x"]),
+    );
+    assert!(std::fs::read_to_string(&both)
+        .unwrap()
+        .starts_with("Bag Attributes"));
     let expected = {
         use rustls::pki_types::pem::PemObject;
         rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()
@@ -1273,6 +1381,9 @@ fn pem_variants_from_real_tools() {
         (cert.clone(), key.clone()),
         (crlf_cert, crlf_key),
         (with_text, key.clone()),
+        (mime_cert, mime_key),
+        (one_cert, one_key),
+        (both.clone(), both),
     ] {
         let spawn = Spawn::new(["3", "4"]).app(3, 4).cert(&cert, &key);
         let mut s = session(spawn, &ClientSetup::new().trust(Trust::Any), "localhost");

@@ -5,8 +5,7 @@
 //! so that a supervision log says what is wrong in words, for the server
 //! programs and the client programs alike.
 
-use crate::cli::error::describe_io;
-use rustls::pki_types::pem::Error as PemError;
+use pem_rfc7468::Error as PemError;
 use rustls::pki_types::UnixTime;
 use rustls::{
     AlertDescription, CertificateError, Error, ExtendedKeyPurpose, InconsistentKeys,
@@ -52,22 +51,20 @@ pub fn describe(err: &Error) -> String {
     }
 }
 
-/// What is wrong with a PEM file, for the reader who opens it in an
-/// editor (the library shows the END label as a list of bytes).
+/// What is wrong with a PEM block, for the reader who opens the file in
+/// an editor (pem-rfc7468 names the RFC 7468 grammar's parts).
 pub fn pem(err: &PemError) -> String {
     match err {
-        PemError::MissingSectionEnd { end_marker } => format!(
-            "PEM block {} has no END line",
-            String::from_utf8_lossy(end_marker)
-        ),
-        PemError::IllegalSectionStart { line } => {
-            format!("bad PEM BEGIN line: {}", String::from_utf8_lossy(line))
-        }
-        PemError::Base64Decode(_) => "invalid base64 in PEM block".into(),
-        PemError::Io(e) => describe_io(e),
-        PemError::NoItemsFound => "no PEM block found".into(),
-        PemError::SectionTooLarge => "PEM block larger than 256 MB".into(),
-        other => other.to_string(),
+        PemError::Base64(_) => "invalid base64: every line but the last must be as long as \
+                                the first, with no spaces, blank lines or headers"
+            .into(),
+        PemError::Length => "its base64 is empty, truncated or in lines shorter than 4".into(),
+        PemError::HeaderDisallowed => "PEM headers are not supported".into(),
+        PemError::Label => "bad BEGIN line: its label, or text after its dashes".into(),
+        PemError::PreEncapsulationBoundary => "bad BEGIN line".into(),
+        PemError::PostEncapsulationBoundary => "its END line does not match its BEGIN line".into(),
+        PemError::UnexpectedTypeLabel { expected } => format!("not a {expected} block"),
+        _ => "not a well-formed PEM block".into(),
     }
 }
 
@@ -405,14 +402,12 @@ mod tests {
     #[test]
     fn pem_errors() {
         assert_eq!(
-            pem(&PemError::MissingSectionEnd {
-                end_marker: b"CERTIFICATE".to_vec()
-            }),
-            "PEM block CERTIFICATE has no END line"
+            pem(&PemError::PostEncapsulationBoundary),
+            "its END line does not match its BEGIN line"
         );
         assert_eq!(
-            pem(&PemError::Base64Decode("InvalidCharacter(33)".into())),
-            "invalid base64 in PEM block"
+            pem(&PemError::Label),
+            "bad BEGIN line: its label, or text after its dashes"
         );
     }
 

@@ -2,12 +2,21 @@
 //! from files or bytes. Every failure here is a configuration error (96),
 //! found before the first byte of any handshake. Key bytes are wiped from
 //! our buffers once the signing key has been built.
+//!
+//! PEM is read with pem-rfc7468 (RustCrypto, the family of x509-cert):
+//! its decoder writes into a buffer we supply, so a private key is
+//! decoded straight into a wiped buffer with no copy of its base64 or
+//! DER left behind, its base64 is constant-time, and its `decode_label`
+//! reads a block's label without decoding it, so that the chain parser
+//! never decodes the key block of a combined CERTFILE. rustls-pki-types'
+//! own PEM reader gathers each block's base64 in an internal buffer and
+//! decodes every block, so it is not used here. The crate is stricter
+//! than OpenSSL about layout; doc/s6-tlsd-io.md says where.
 
 use crate::cli::error::{describe_io, Fatal};
 use crate::cli::log::Log;
 use crate::tls::errors::{self, describe};
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
@@ -55,52 +64,84 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
-/// One `-----BEGIN LABEL-----` ... `-----END LABEL-----` block of a PEM
-/// file, found without decoding anything.
+/// Where the first line of `text` that starts with `prefix` starts.
+fn line_starting(text: &[u8], prefix: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        if text[at..].starts_with(prefix) {
+            return Some(at);
+        }
+        at += text[at..].iter().position(|&b| b == b'\n')? + 1;
+    }
+}
+
+/// One PEM block of a file, its BEGIN line through its END line's
+/// closing dashes, with the label pem-rfc7468 read from its boundaries.
 struct PemBlock<'a> {
-    label: &'a [u8],
-    /// The block's text, its BEGIN and END lines included.
+    label: &'a str,
     text: &'a [u8],
-    /// The lines between BEGIN and END, trimmed.
-    body: Vec<&'a [u8]>,
 }
 
 /// The PEM blocks of `text`, in order; text outside blocks is ignored.
-/// Finding a block copies nothing out of `text` (a file's wiped buffer),
-/// so a block the caller does not want, such as a private key in a
-/// combined CERTFILE, is never decoded or copied anywhere.
+/// pem-rfc7468 reads one block and rejects anything after its END line,
+/// so the file is cut at each BEGIN line and just after the next END
+/// line's closing dashes (as x509-cert's `load_pem_chain` cuts); the
+/// crate checks every block's boundaries and labels. Finding a block
+/// decodes and copies nothing out of `text` (a file's wiped buffer), so a
+/// block the caller does not want, such as a private key in a combined
+/// CERTFILE, never leaves it.
 fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<PemBlock<'_>, String>> + '_ {
-    let mut lines = text
-        .split_inclusive(|&b| b == b'\n')
-        .scan(0, |offset, line| {
-            let start = *offset;
-            *offset += line.len();
-            Some((start, *offset, line.trim_ascii()))
-        });
+    let mut rest = text;
     std::iter::from_fn(move || {
-        let (start, label) = lines.by_ref().find_map(|(start, _, line)| {
-            let label = line
-                .strip_prefix(b"-----BEGIN ")
-                .and_then(|l| l.strip_suffix(b"-----"))?;
-            Some((start, label))
-        })?;
-        let end = [b"-----END ", label, b"-----"].concat();
-        let mut body = Vec::new();
-        for (_, stop, line) in lines.by_ref() {
-            if line == end.as_slice() {
-                return Some(Ok(PemBlock {
-                    label,
-                    text: &text[start..stop],
-                    body,
-                }));
-            }
-            body.push(line);
-        }
-        Some(Err(format!(
-            "PEM block {} has no END line",
-            String::from_utf8_lossy(label)
-        )))
+        let from = &rest[line_starting(rest, b"-----BEGIN ")?..];
+        let line = |at: usize| from[at..].split(|&b| b == b'\n').next().unwrap_or_default();
+        // For messages only: the crate has not read this label yet.
+        let named = || {
+            let begin = line(0).trim_ascii();
+            let label = begin.strip_prefix(b"-----BEGIN ").unwrap_or(begin);
+            let label = label.strip_suffix(b"-----").unwrap_or(label);
+            format!("PEM block {}", String::from_utf8_lossy(label))
+        };
+        let Some(end) = line_starting(from, b"-----END ") else {
+            rest = &[];
+            return Some(Err(format!("{} has no END line", named())));
+        };
+        let text = &from[..end + line(end).trim_ascii_end().len()];
+        rest = &from[end + line(end).len()..];
+        Some(
+            pem_rfc7468::decode_label(text)
+                .map(|label| PemBlock { label, text })
+                .map_err(|e| format!("{}: {}", named(), errors::pem(&e))),
+        )
     })
+}
+
+/// Decodes a block into a buffer that is wiped when dropped, allocated
+/// once at its exact size so that it is never moved. pem-rfc7468 decodes
+/// from the block's text straight into it: constant-time base64, and no
+/// buffer of its own but one base64 quantum (3 bytes) inside the decoder,
+/// on the stack. Its lines must all be as long as the first one, but for
+/// a shorter last line, which is how every tool wraps (64 columns for
+/// OpenSSL, 76 for MIME encoders, one line for some).
+fn decode(block: &PemBlock<'_>) -> Result<Zeroizing<Vec<u8>>, String> {
+    let failed = |e| format!("PEM block {}: {}", block.label, errors::pem(&e));
+    // The crate decodes lines of one given width: the first line's.
+    let body = block
+        .text
+        .splitn(2, |&b| b == b'\n')
+        .nth(1)
+        .unwrap_or_default();
+    let width = body
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(body.len());
+    let mut decoder = pem_rfc7468::Decoder::new_wrapped(block.text, width).map_err(failed)?;
+    let mut der = Zeroizing::new(vec![0; decoder.remaining_len()]);
+    decoder.decode(&mut der).map_err(failed)?;
+    if !decoder.is_finished() {
+        return Err(failed(pem_rfc7468::Error::Length));
+    }
+    Ok(der)
 }
 
 /// Parses a certificate chain: every CERTIFICATE in a PEM file, leaf
@@ -112,10 +153,8 @@ pub fn parse_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
         let mut certs = Vec::new();
         for block in pem_blocks(bytes) {
             let block = block?;
-            if block.label == b"CERTIFICATE" {
-                let cert =
-                    CertificateDer::from_pem_slice(block.text).map_err(|e| errors::pem(&e))?;
-                certs.push(cert);
+            if block.label == "CERTIFICATE" {
+                certs.push(CertificateDer::from(std::mem::take(&mut *decode(&block)?)));
             }
         }
         certs
@@ -156,88 +195,21 @@ pub fn parse_key(bytes: &[u8]) -> Result<Arc<dyn rustls::sign::SigningKey>, Stri
 
 const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
 
-/// Finds the first private key block of a PEM file and decodes it into a
-/// buffer that is wiped when dropped. We decode it ourselves because a
-/// general PEM parser's intermediate buffers would leave the key's base64
-/// text behind in freed memory.
+/// Finds the first private key block of a PEM file and decodes it.
 fn pem_private_key(text: &[u8]) -> Result<(&'static str, Zeroizing<Vec<u8>>), String> {
     for block in pem_blocks(text) {
         let block = block?;
-        if block.label.starts_with(b"ENCRYPTED") {
+        // An OpenSSL legacy encrypted key says so in a `Proc-Type` header.
+        if block.label.starts_with("ENCRYPTED")
+            || block.text.windows(10).any(|w| w == b",ENCRYPTED")
+        {
             return Err("encrypted private keys are not supported".into());
         }
-        let Some(label) = KEY_LABELS.iter().find(|k| k.as_bytes() == block.label) else {
-            continue;
-        };
-        // Reserved once, so the decoded key is never moved by a reallocation.
-        let mut der = Zeroizing::new(Vec::with_capacity(block.text.len() / 4 * 3 + 3));
-        let mut decoder = Base64::default();
-        for line in block.body {
-            if line.contains(&b':') {
-                if line.windows(9).any(|w| w == b"ENCRYPTED") {
-                    return Err("encrypted private keys are not supported".into());
-                }
-                continue;
-            }
-            decoder.feed(line, &mut der)?;
+        if let Some(label) = KEY_LABELS.into_iter().find(|&k| k == block.label) {
+            return Ok((label, decode(&block)?));
         }
-        decoder.finish()?;
-        return Ok((label, der));
     }
     Err("no private key found".into())
-}
-
-/// A streaming base64 decoder that writes only into the caller's buffer.
-#[derive(Default)]
-struct Base64 {
-    bits: u32,
-    nbits: u32,
-    padding: bool,
-}
-
-impl Base64 {
-    fn feed(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        for &c in line {
-            let value = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => {
-                    self.padding = true;
-                    continue;
-                }
-                b' ' | b'\t' | b'\r' => continue,
-                _ => return Err("invalid base64 in PEM block".into()),
-            };
-            if self.padding {
-                return Err("invalid base64 in PEM block: data after padding".into());
-            }
-            self.bits = (self.bits << 6) | u32::from(value);
-            self.nbits += 6;
-            if self.nbits >= 8 {
-                self.nbits -= 8;
-                out.push((self.bits >> self.nbits) as u8);
-                self.bits &= (1 << self.nbits) - 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Leftover bits must be the zero fill of a proper final quantum.
-    fn finish(&self) -> Result<(), String> {
-        if self.nbits >= 6 || self.bits != 0 {
-            return Err("invalid base64 in PEM block: truncated".into());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Base64 {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.bits);
-    }
 }
 
 fn signing_key(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn rustls::sign::SigningKey>, String> {
@@ -401,25 +373,42 @@ pub fn load_anchors(
 mod tests {
     use super::*;
 
-    fn decode(text: &str) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        let mut d = Base64::default();
-        d.feed(text.as_bytes(), &mut out)?;
-        d.finish()?;
-        Ok(out)
+    fn key(body: &str) -> Result<Vec<u8>, String> {
+        let text = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+        pem_private_key(text.as_bytes()).map(|(_, der)| der.to_vec())
     }
 
+    /// Any line width from 4 up, as long as every line but the last has
+    /// it; what else the crate refuses.
     #[test]
-    fn base64() {
-        assert_eq!(decode("").unwrap(), b"");
-        assert_eq!(decode("Zg==").unwrap(), b"f");
-        assert_eq!(decode("Zm8=").unwrap(), b"fo");
-        assert_eq!(decode("Zm9v").unwrap(), b"foo");
-        assert_eq!(decode("Zm9vYmFy").unwrap(), b"foobar");
-        assert!(decode("Zm9vY").is_err());
-        assert!(decode("Zh==").is_err());
-        assert!(decode("Zg==Zg").is_err());
-        assert!(decode("Zm9v!").is_err());
+    fn layouts() {
+        let one_line = "Zm9vYmFyYmF6cXV1eDAxMjM0NTY3ODk=";
+        let expected = b"foobarbazquux0123456789";
+        for width in [4, 5, 7, 8, 16, 31, 32] {
+            let lines: Vec<&str> = one_line
+                .as_bytes()
+                .chunks(width)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            assert_eq!(key(&lines.join("\n")).unwrap(), expected, "{width}");
+            assert_eq!(key(&lines.join("\r\n")).unwrap(), expected, "{width}");
+        }
+        for refused in [
+            "Zm9vYmFyYmF6cXV1\neDAx\nMjM0NTY3ODk=",
+            "Zm9vYmFy\n\nYmF6cXV1eDAxMjM0NTY3ODk=",
+            "Zm9vYmFy YmF6cXV1eDAxMjM0NTY3ODk=",
+            "Zm9vYmFy \nYmF6cXV1\neDAxMjM0\nNTY3ODk=",
+            "Zm9\nvYm\nFyY\nmF6\ncXV\n1eD\nAxM\njM0\nNTY\n3OD\nk=",
+            "Zm9vYmFy=YmF6cXV1eDAxMjM0NTY3ODk=",
+            "Zm9vYmFyYmF6cXV1eDAxMjM0NTY3OD",
+        ] {
+            assert!(
+                key(refused)
+                    .unwrap_err()
+                    .contains("PEM block PRIVATE KEY: "),
+                "{refused:?}"
+            );
+        }
     }
 
     /// A key block in a chain file is never decoded: not even base64 that
@@ -445,21 +434,33 @@ mod tests {
 
     #[test]
     fn pem_blocks() {
-        let text = "junk\n-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n\
-                    -----BEGIN EC PRIVATE KEY-----\r\nZm9v\r\nYmFy\r\n-----END EC PRIVATE KEY-----\r\n";
+        let text = "junk\n-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----  \n\
+                    between\n-----BEGIN EC PRIVATE KEY-----\r\nZm9v\r\nYmFy\r\n-----END EC PRIVATE KEY-----\r\n";
         let (label, der) = pem_private_key(text.as_bytes()).unwrap();
         assert_eq!((label, &der[..]), ("EC PRIVATE KEY", &b"foobar"[..]));
         let encrypted = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nZm9v\n-----END RSA PRIVATE KEY-----\n";
         assert!(pem_private_key(encrypted.as_bytes())
             .unwrap_err()
             .contains("encrypted"));
-        let unterminated = "-----BEGIN PRIVATE KEY-----\nZm9v\n";
-        assert!(pem_private_key(unterminated.as_bytes())
+        let pkcs8 =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nZm9v\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(pem_private_key(pkcs8.as_bytes())
             .unwrap_err()
-            .contains("no END"));
-        assert!(
+            .contains("encrypted"));
+        let unterminated = "-----BEGIN PRIVATE KEY-----\nZm9v\n";
+        assert_eq!(
+            pem_private_key(unterminated.as_bytes()).unwrap_err(),
+            "PEM block PRIVATE KEY has no END line"
+        );
+        let mismatch = "-----BEGIN PRIVATE KEY-----\nZm9v\n-----END EC PRIVATE KEY-----\n";
+        assert_eq!(
+            pem_private_key(mismatch.as_bytes()).unwrap_err(),
+            "PEM block PRIVATE KEY: its END line does not match its BEGIN line"
+        );
+        assert_eq!(
             pem_private_key(b"-----BEGIN CERTIFICATE-----\nZm9v\n-----END CERTIFICATE-----\n")
-                .is_err()
+                .unwrap_err(),
+            "no private key found"
         );
     }
 }

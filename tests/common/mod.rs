@@ -1605,14 +1605,24 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    run_tool(OPENSSL, args)
+}
+
+/// Runs `program ARGS...` to completion (bounded by [`DEADLINE`]) and
+/// returns its stdout; panics if it fails.
+pub fn run_tool<I, S>(program: &str, args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    let child = Command::new(OPENSSL)
+    let child = Command::new(program)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {OPENSSL}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     let mut guard = ChildGuard(child);
     let stdout = drain(guard.0.stdout.take().expect("stdout"));
     let stderr = drain(guard.0.stderr.take().expect("stderr"));
@@ -1622,7 +1632,7 @@ where
     let stderr = stderr.join().expect("stderr reader");
     assert!(
         status.success(),
-        "openssl {args:?}: {status}: {}",
+        "{program} {args:?}: {status}: {}",
         String::from_utf8_lossy(&stderr)
     );
     stdout
