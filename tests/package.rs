@@ -42,10 +42,26 @@ fn only_user_facing_programs_are_installed() {
     let json = String::from_utf8(out.stdout).expect("UTF-8 metadata");
     let bins = targets(&json, "bin");
     let examples = targets(&json, "example");
-    for name in ["s6-ucspitlsd", "s6-tlsd-io", "s6-tlsd"] {
-        assert!(bins.iter().any(|b| b == name), "{name} not in {bins:?}");
-    }
-    for name in ["s6-tls-testapp", "s6-tls-faultapp", "ucspitls-demo"] {
+    let mut installed = bins.clone();
+    installed.sort();
+    assert_eq!(
+        installed,
+        [
+            "s6-tlsc",
+            "s6-tlsc-io",
+            "s6-tlsd",
+            "s6-tlsd-io",
+            "s6-ucspitlsc",
+            "s6-ucspitlsd"
+        ],
+        "the programs cargo install puts in PATH"
+    );
+    for name in [
+        "s6-tls-testapp",
+        "s6-tls-faultapp",
+        "ucspitls-demo",
+        "ucspitls-demo-client",
+    ] {
         assert!(
             !bins.iter().any(|b| b == name),
             "{name} is installed: {bins:?}"
