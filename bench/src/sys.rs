@@ -136,6 +136,13 @@ pub fn private_dirty_kib(pid: i32) -> Option<u64> {
     kib_field(&text, "Private_Dirty:")
 }
 
+/// Pss from /proc/PID/smaps_rollup, KiB: each page divided by the number
+/// of processes that map it.
+pub fn pss_kib(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    kib_field(&text, "Pss:")
+}
+
 /// Whether something listens on 127.0.0.1:port (from /proc/net/tcp).
 pub fn listening(port: u16) -> bool {
     let Ok(text) = std::fs::read_to_string("/proc/net/tcp") else {

@@ -40,7 +40,7 @@ impl Tunnel {
             return Ok(false);
         }
         let buf = &mut self.buffers.app;
-        match nix::unistd::read(&*fdr, buf) {
+        match buf.read_from(fdr.as_fd()) {
             Ok(0) => {
                 self.up = Up::Ending {
                     close_notify_queued: false,
@@ -48,13 +48,13 @@ impl Tunnel {
                 Ok(true)
             }
             Ok(n) => {
-                if n < buf.len() {
+                if !buf.is_full_read(n) {
                     *readable = false;
                 }
                 self.clock.activity();
                 self.conn
                     .writer()
-                    .write_all(&buf[..n])
+                    .write_all(buf.get(n))
                     .map_err(|e| self.tls_failure(&e.to_string()))?;
                 Ok(true)
             }
