@@ -228,10 +228,7 @@ fn fd_from_env(var: &'static str) -> Result<RawFd, Error> {
     let fd: RawFd = crate::cli::opts::parse_decimal(&value)
         .and_then(|n| RawFd::try_from(n).ok())
         .ok_or_else(invalid)?;
-    // SAFETY: F_GETFD only inspects the descriptor table entry.
-    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
-        return Err(invalid());
-    }
+    crate::plumbing::fds::check_open(fd).map_err(|_| invalid())?;
     Ok(fd)
 }
 

@@ -16,15 +16,19 @@ pub fn parse_fd(what: &str, text: &str) -> Result<RawFd, Fatal> {
         })
 }
 
-/// Takes ownership of an open descriptor (not open: 111).
-pub fn own_fd(what: &str, fd: RawFd) -> Result<OwnedFd, Fatal> {
+/// Whether `fd` is an open descriptor of this process; the error says
+/// why not (EBADF).
+pub fn check_open(fd: RawFd) -> Result<(), std::io::Error> {
     // SAFETY: F_GETFD only inspects the descriptor table entry.
     if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
-        return Err(Fatal::sys(
-            format!("use {what} (fd {fd})"),
-            std::io::Error::last_os_error(),
-        ));
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Takes ownership of an open descriptor (not open: 111).
+pub fn own_fd(what: &str, fd: RawFd) -> Result<OwnedFd, Fatal> {
+    check_open(fd).map_err(|e| Fatal::sys(format!("use {what} (fd {fd})"), e))?;
     // SAFETY: the descriptor is open, and every caller names each number
     // once, so this is its only owner in the process.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

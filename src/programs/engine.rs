@@ -13,7 +13,7 @@ use crate::cli::error::{Fatal, EXIT_SETUP};
 use crate::cli::log::Log;
 use crate::cli::opts::Options;
 use crate::info;
-use crate::plumbing::fds::{close_all_but, own_fd, parse_fd};
+use crate::plumbing::fds::{check_open, close_all_but, own_fd, parse_fd};
 use crate::plumbing::privs;
 use crate::tls::{client, config, errors};
 use crate::tunnel::{Fds, Peer, Tunnel};
@@ -79,13 +79,7 @@ impl NetFds {
     /// must be open (else 111).
     pub fn client(opts: &Options) -> Result<NetFds, Fatal> {
         for fd in [opts.net_read_fd, opts.net_write_fd] {
-            // SAFETY: F_GETFD only inspects the descriptor table entry.
-            if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
-                return Err(Fatal::sys(
-                    "check network fds",
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            check_open(fd).map_err(|e| Fatal::sys("check network fds", e))?;
         }
         Ok(NetFds {
             read: opts.net_read_fd,
