@@ -258,7 +258,9 @@ fn run(args: &[String]) -> Result<()> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = run(&args) {
-        eprintln!("s6-tls-testapp: fatal: {e}");
+        // One write: the engine shares our stderr (eprintln! writes in pieces).
+        let line = format!("s6-tls-testapp: fatal: {e}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         std::process::exit(1);
     }
 }

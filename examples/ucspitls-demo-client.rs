@@ -119,7 +119,9 @@ fn main() {
         std::process::exit(100);
     };
     if let Err(e) = run(recipient) {
-        eprintln!("ucspitls-demo-client: fatal: {e}");
+        // One write: the engine shares our stderr (eprintln! writes in pieces).
+        let line = format!("ucspitls-demo-client: fatal: {e}\n");
+        let _ = io::stderr().write_all(line.as_bytes());
         std::process::exit(1);
     }
     let _ = io::stdout().flush();

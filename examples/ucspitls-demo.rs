@@ -115,7 +115,7 @@ impl Session {
         let ucspi = match Ucspi::from_env() {
             Ok(u) => u,
             Err(e) => {
-                eprintln!("ucspitls-demo: warning: {e}");
+                say("warning", &e.to_string());
                 self.reply("454 4.7.0 TLS not available\r\n")?;
                 return Ok(true);
             }
@@ -123,14 +123,15 @@ impl Session {
         self.reply("220 2.0.0 Ready to start TLS\r\n")?;
         let discarded = self.reader.buffer().len();
         if discarded > 0 {
-            eprintln!(
-                "ucspitls-demo: warning: discarded {discarded} bytes pipelined after STARTTLS"
+            say(
+                "warning",
+                &format!("discarded {discarded} bytes pipelined after STARTTLS"),
             );
         }
         let tls = match ucspi.start_tls_with_info() {
             Ok(tls) => tls,
             Err(e) => {
-                eprintln!("ucspitls-demo: fatal: {e}");
+                say("fatal", &e.to_string());
                 return Ok(false);
             }
         };
@@ -199,7 +200,15 @@ fn main() {
         tls: None,
     };
     if let Err(e) = session.serve() {
-        eprintln!("ucspitls-demo: fatal: {e}");
+        say("fatal", &e.to_string());
         std::process::exit(111);
     }
+}
+
+/// One message line on stderr, in one write: the engine shares our
+/// stderr, and `eprintln!` writes its pieces one by one, so its line
+/// could be cut by the engine's.
+fn say(level: &str, text: &str) {
+    let line = format!("ucspitls-demo: {level}: {text}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
