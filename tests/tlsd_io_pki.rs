@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BOTH: [Versions; 2] = [Versions::Tls13, Versions::Tls12];
 
@@ -997,18 +997,8 @@ fn openssl_s_client() {
         engine.app_write(b"hello from the app\n").unwrap();
         let stdout_fd: std::os::fd::OwnedFd = stdout.into();
         set_nonblocking(stdout_fd.as_fd());
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + DEADLINE;
-        while !seen.ends_with(b"hello from the app\n") {
-            let mut buf = [0; 4096];
-            let n = read_some(stdout_fd.as_fd(), &mut buf, deadline).unwrap();
-            assert!(
-                n > 0,
-                "openssl closed its stdout: {:?}",
-                String::from_utf8_lossy(&seen)
-            );
-            seen.extend_from_slice(&buf[..n]);
-        }
+        let seen = read_until(&stdout_fd, "hello from the app\n");
+        assert!(seen.ends_with("hello from the app\n"), "{seen:?}");
         // EOF on its stdin: s_client sends close_notify and waits for our
         // side to close.
         drop(stdin);

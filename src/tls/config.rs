@@ -130,16 +130,19 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
             "client certificates requested but neither CADIR nor CAFILE is set",
         )?),
     };
-    let identity = tickets::service_identity(
-        default.iter().map(|pair| (None, &**pair)).chain(
-            loaded
-                .iter()
-                .map(|(name, pair)| (Some(name.as_str()), &**pair)),
-        ),
-        opts.client_cert,
-        anchors.as_ref(),
-    );
-    let ticketer = tickets::from_env(&identity)?;
+    // The identity digest hashes every chain and anchor: only a service
+    // that issues tickets pays for it.
+    let ticketer = tickets::from_env(|| {
+        tickets::service_identity(
+            default.iter().map(|pair| (None, &**pair)).chain(
+                loaded
+                    .iter()
+                    .map(|(name, pair)| (Some(name.as_str()), &**pair)),
+            ),
+            opts.client_cert,
+            anchors.as_ref(),
+        )
+    })?;
     let builder = match anchors {
         None => builder.with_no_client_auth(),
         Some(roots) => {

@@ -19,6 +19,7 @@
 
 use crate::cli::error::{describe_io, Fatal};
 use crate::cli::opts::ClientCert;
+use crate::tls::pki::env_path;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::digest::{Context, SHA256};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
@@ -133,15 +134,16 @@ fn check_size(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// The ticketer `TICKETKEYFILE` and `TICKETLIFETIME` ask for, for the
-/// service `identity`; `None` without `TICKETKEYFILE`.
-pub fn from_env(identity: &Identity) -> Result<Option<Ticketer>, Fatal> {
-    let Some(path) = std::env::var_os("TICKETKEYFILE").filter(|v| !v.is_empty()) else {
+/// service whose identity `identity` computes; `None` without
+/// `TICKETKEYFILE`.
+pub fn from_env(identity: impl FnOnce() -> Identity) -> Result<Option<Ticketer>, Fatal> {
+    let Some(path) = env_path("TICKETKEYFILE") else {
         return Ok(None);
     };
     let lifetime = parse_lifetime(std::env::var_os("TICKETLIFETIME").as_deref())?;
     let path = Path::new(&path);
     let bytes = read_key_file(path)?;
-    Ticketer::new(&bytes, identity, lifetime)
+    Ticketer::new(&bytes, &identity(), lifetime)
         .map(Some)
         .map_err(|e| Fatal::config(format!("TICKETKEYFILE {}: {e}", path.display())))
 }
