@@ -444,6 +444,11 @@ fn demo_script_stops_on(signal: Signal, server: &str) {
         ("DEMO_PORT".to_owned(), port.to_string()),
         ("DEMO_BIN".to_owned(), bin.to_string_lossy().into_owned()),
         ("DEMO_SERVER".to_owned(), server.to_owned()),
+        // Its own copy: the tests run several demos at once.
+        (
+            "DEMO_CAFILE".to_owned(),
+            dir.path().join("ca.pem").to_string_lossy().into_owned(),
+        ),
     ];
     let mut script = Group::spawn(cmd, &env, &dir, "demo-script");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -462,6 +467,8 @@ fn demo_script_stops_on(signal: Signal, server: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    let cafile = dir.path().join("ca.pem");
+    assert!(cafile.exists(), "no copy of the certificate for clients");
     let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     superserver::set_timeouts(&sock);
     assert!(read_line(&mut sock).starts_with("220 "));
@@ -490,6 +497,7 @@ fn demo_script_stops_on(signal: Signal, server: &str) {
     assert!(gone(&listener), "the listener outlived the demo");
     assert!(gone(&session), "the session outlived the demo");
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(!cafile.exists(), "the certificate's copy outlived the demo");
     assert!(!script.stderr().contains("fatal"), "{:?}", script.stderr());
     guard.0 = None;
 }
