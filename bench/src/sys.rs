@@ -83,15 +83,30 @@ pub fn comm(pid: i32) -> Option<String> {
 /// utime + stime + cutime + cstime of a process, in seconds. cutime and
 /// cstime cover the children it has reaped (and, recursively, theirs).
 pub fn cpu_seconds_with_children(pid: i32) -> Option<f64> {
+    cpu_split_with_children(pid).map(|c| c.user + c.system)
+}
+
+/// CPU time in user mode and in the kernel, seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu {
+    pub user: f64,
+    pub system: f64,
+}
+
+/// [`cpu_seconds_with_children`], user (utime + cutime) and system
+/// (stime + cstime) apart.
+pub fn cpu_split_with_children(pid: i32) -> Option<Cpu> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let close = text.rfind(')')?;
     // Fields after the comm: state is field 3; utime..cstime are 14..17.
     let fields: Vec<&str> = text[close + 2..].split_ascii_whitespace().collect();
     let tick = |i: usize| fields.get(i - 3).and_then(|w| w.parse::<u64>().ok());
-    let ticks = tick(14)? + tick(15)? + tick(16)? + tick(17)?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks as f64 / hz)
+    Some(Cpu {
+        user: (tick(14)? + tick(16)?) as f64 / hz,
+        system: (tick(15)? + tick(17)?) as f64 / hz,
+    })
 }
 
 /// utime + stime of every live descendant of a process, in seconds: the

@@ -1116,8 +1116,9 @@ fn main() {
 }
 
 /// The engine's own CPU (s6-tlsd-io alone, not the application) for one
-/// transfer through s6-ucspitlsd, ms per MiB.
-fn engine_cpu(server: &Server, cfg: &Arc<ClientConfig>, dir: Dir, bytes: u64) -> io::Result<f64> {
+/// transfer through s6-ucspitlsd, ms per MiB, in user mode and in the
+/// kernel.
+fn engine_cpu(server: &Server, cfg: &Arc<ClientConfig>, dir: Dir, bytes: u64) -> io::Result<sys::Cpu> {
     if !server.wait_idle() {
         return Err(io::Error::other("sessions still running"));
     }
@@ -1125,7 +1126,7 @@ fn engine_cpu(server: &Server, cfg: &Arc<ClientConfig>, dir: Dir, bytes: u64) ->
     let [pid] = server.find("s6-tlsd-io")[..] else {
         return Err(io::Error::other("not one s6-tlsd-io"));
     };
-    let cpu = || sys::cpu_seconds_with_children(pid).ok_or_else(|| io::Error::other("no /proc/PID/stat"));
+    let cpu = || sys::cpu_split_with_children(pid).ok_or_else(|| io::Error::other("no /proc/PID/stat"));
     let before = cpu()?;
     match dir {
         Dir::Down => conn.down(bytes)?,
@@ -1133,7 +1134,11 @@ fn engine_cpu(server: &Server, cfg: &Arc<ClientConfig>, dir: Dir, bytes: u64) ->
     };
     let after = cpu()?;
     conn.quit()?;
-    Ok((after - before) * 1e3 / (bytes as f64 / (1 << 20) as f64))
+    let per_mib = |s: f64| s * 1e3 / (bytes as f64 / (1 << 20) as f64);
+    Ok(sys::Cpu {
+        user: per_mib(after.user - before.user),
+        system: per_mib(after.system - before.system),
+    })
 }
 
 /// Three idle sessions held open at once: each engine's Private_Dirty and
@@ -1166,9 +1171,17 @@ fn idle_sessions(server: &Server, cfg: &Arc<ClientConfig>, n: usize) -> io::Resu
 /// The measurements of the per-session cost rows (engine CPU per byte,
 /// idle memory of three sessions), one round.
 fn session_cost_round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results) {
-    for (dir, key) in [(Dir::Down, "ecpu.down"), (Dir::Up, "ecpu.up")] {
+    let keys = [
+        (Dir::Down, ["ecpu.down", "ecpu.down.user", "ecpu.down.sys"]),
+        (Dir::Up, ["ecpu.up", "ecpu.up.user", "ecpu.up.sys"]),
+    ];
+    for (dir, [key, user, system]) in keys {
         match engine_cpu(&sv.tls_ec, cfg, dir, s.bytes) {
-            Ok(ms) => res.push(key, ms),
+            Ok(ms) => {
+                res.push(key, ms.user + ms.system);
+                res.push(user, ms.user);
+                res.push(system, ms.system);
+            }
             Err(e) => res.fail(key, e),
         }
     }
@@ -1207,6 +1220,10 @@ fn session_cost_rows() -> Vec<Row> {
     vec![
         row("s6-tlsd-io CPU ms/MiB down", "ecpu.down", aes("aes256.ms"), RatioAtMost(1.6), 3),
         row("s6-tlsd-io CPU ms/MiB up", "ecpu.up", aes("aes256.ms"), RatioAtMost(1.6), 3),
+        row("  of it user mode, down", "ecpu.down.user", aes("aes256.ms"), Info, 3),
+        row("  of it user mode, up", "ecpu.up.user", aes("aes256.ms"), Info, 3),
+        row("  of it kernel, down", "ecpu.down.sys", Some(("plain server", "cpu.down.plain")), Info, 3),
+        row("  of it kernel, up", "ecpu.up.sys", Some(("plain server", "cpu.up.plain")), Info, 3),
         row("TLS cost ms/session c16 ECDSA (− plain)", "cost.sess16.tls", None, AtMost(0.5), 3),
         row("TLS cost ms/session c2 RSA-2048 (− plain)", "cost.sess2.rsa", None, AtMost(0.8), 3),
         row("3 idle sessions: Private_Dirty KiB each", "dirty3.tlsdio", None, AtMost(160.0), 0),
