@@ -16,7 +16,9 @@
 use crate::cli::error::{describe_io, Fatal};
 use crate::cli::log::Log;
 use crate::tls::errors::{self, describe};
-use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+use pkcs8::der::oid::ObjectIdentifier;
+use pkcs8::PrivateKeyInfo;
+use rustls::crypto::aws_lc_rs::sign::{any_ecdsa_type, any_supported_type};
 use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
@@ -193,6 +195,9 @@ pub fn parse_key(bytes: &[u8]) -> Result<Arc<dyn rustls::sign::SigningKey>, Stri
     signing_key(&key)
 }
 
+/// id-ecPublicKey (RFC 5480).
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
 const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
 
 /// Finds the first private key block of a PEM file and decodes it.
@@ -212,9 +217,25 @@ fn pem_private_key(text: &[u8]) -> Result<(&'static str, Zeroizing<Vec<u8>>), St
     Err("no private key found".into())
 }
 
+/// An EC key goes straight to the ECDSA loader: the provider's
+/// `any_supported_type` tries RSA first, and aws-lc parses and checks an
+/// EC key in full before it finds it is not RSA, which doubled the cost
+/// of loading an ECDSA key, the largest part of an engine's start after
+/// the handshake itself (BENCHMARKS.md). RSA is the first it tries.
 fn signing_key(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn rustls::sign::SigningKey>, String> {
+    let ec = match key {
+        PrivateKeyDer::Sec1(_) => true,
+        PrivateKeyDer::Pkcs8(der) => PrivateKeyInfo::try_from(der.secret_pkcs8_der())
+            .is_ok_and(|info| info.algorithm.oid == EC_PUBLIC_KEY),
+        _ => false,
+    };
+    let typed = if ec {
+        any_ecdsa_type(key)
+    } else {
+        any_supported_type(key)
+    };
     // The provider's only complaint is that it found no key it can use.
-    any_supported_type(key).map_err(|_| {
+    typed.map_err(|_| {
         "unusable private key: not an RSA key of 2048 bits or more, nor an ECDSA \
          P-256, P-384 or P-521 key, nor an Ed25519 key"
             .to_owned()
