@@ -652,6 +652,37 @@ fn openssl_speed(cipher: &str, seconds: u32, cpu: usize) -> io::Result<f64> {
         .ok_or_else(|| io::Error::other(format!("cannot parse openssl speed output: {text:?}")))
 }
 
+/// One public-key operation of `openssl speed ALG` on one core, µs: the
+/// first rate column of the line naming it (sign/s, or op/s for ECDH).
+fn openssl_speed_op(alg: &str, line: &str, seconds: u32, cpu: usize) -> io::Result<f64> {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["speed", "-seconds"])
+        .arg(seconds.to_string())
+        .arg(alg)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: sched_setaffinity is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || sys::pin_to(cpu));
+    }
+    let out = cmd.output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "rsa 2048 bits 0.000998s 0.000030s 1002.0 33112.5": times, then rates.
+    text.lines()
+        .filter(|l| l.contains(line))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_ascii_whitespace().collect();
+            let is_time = |w: &&str| w.strip_suffix('s').is_some_and(|t| t.parse::<f64>().is_ok());
+            let last_time = words.iter().rposition(is_time)?;
+            words.get(last_time + 1)?.parse::<f64>().ok()
+        })
+        .next_back()
+        // Under load openssl may time a run as 0 s and print "inf".
+        .filter(|&rate| rate.is_finite() && rate > 0.0)
+        .map(|rate| 1e6 / rate)
+        .ok_or_else(|| io::Error::other(format!("cannot parse openssl speed {alg} output: {text:?}")))
+}
+
 fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results) {
     use Mode::*;
     let tls = [
@@ -785,6 +816,17 @@ fn round(s: &Settings, sv: &Servers, cfg: &Arc<ClientConfig>, res: &mut Results)
             Err(e) => res.fail(cipher, e),
         }
     }
+    let ops = [
+        ("rsa.sign", "rsa2048", "rsa 2048 bits"),
+        ("ecdsa.sign", "ecdsap256", "ecdsa (nistp256)"),
+        ("x25519.op", "ecdhx25519", "(X25519)"),
+    ];
+    for (key, alg, line) in ops {
+        match openssl_speed_op(alg, line, s.openssl_seconds, s.server_cpu) {
+            Ok(us) => res.push(key, us),
+            Err(e) => res.fail(alg, e),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -914,6 +956,9 @@ fn reference_rows() -> Vec<Row> {
         row("stunnel4 Private_Dirty KiB (idle)", "dirty.stunnel", None, Info, 0),
         row("openssl speed aes-128-gcm 16 KiB MB/s", "aes128", None, Info, 1),
         row("openssl speed aes-256-gcm 16 KiB MB/s", "aes256", None, Info, 1),
+        row("openssl speed rsa2048 sign µs", "rsa.sign", None, Info, 1),
+        row("openssl speed ecdsap256 sign µs", "ecdsa.sign", None, Info, 1),
+        row("openssl speed ecdhx25519 µs", "x25519.op", None, Info, 1),
     ]
 }
 
