@@ -629,18 +629,23 @@ fn tlsdio_start(s: &Settings, cfg: &Arc<ClientConfig>, prequeue: bool) -> io::Re
     Ok(result?.saturating_sub(t0) as f64 / 1e3)
 }
 
-fn openssl_speed(cipher: &str, seconds: u32, cpu: usize) -> io::Result<f64> {
+/// What `openssl speed -seconds N ARGS` prints, run on `cpu`.
+fn openssl_speed_output(args: &[&str], seconds: u32, cpu: usize) -> io::Result<String> {
     let mut cmd = Command::new("openssl");
-    cmd.args(["speed", "-evp", cipher, "-bytes", "16384", "-seconds"])
-        .arg(seconds.to_string())
+    // Options before the algorithm names, which end them.
+    cmd.args(["speed", "-seconds", &seconds.to_string()])
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::null());
     // SAFETY: sched_setaffinity is async-signal-safe.
     unsafe {
         cmd.pre_exec(move || sys::pin_to(cpu));
     }
-    let out = cmd.output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(String::from_utf8_lossy(&cmd.output()?.stdout).into_owned())
+}
+
+fn openssl_speed(cipher: &str, seconds: u32, cpu: usize) -> io::Result<f64> {
+    let text = openssl_speed_output(&["-evp", cipher, "-bytes", "16384"], seconds, cpu)?;
     let want = cipher.to_ascii_uppercase();
     text.lines()
         .filter(|l| l.starts_with(&want))
@@ -655,18 +660,7 @@ fn openssl_speed(cipher: &str, seconds: u32, cpu: usize) -> io::Result<f64> {
 /// One public-key operation of `openssl speed ALG` on one core, µs: the
 /// first rate column of the line naming it (sign/s, or op/s for ECDH).
 fn openssl_speed_op(alg: &str, line: &str, seconds: u32, cpu: usize) -> io::Result<f64> {
-    let mut cmd = Command::new("openssl");
-    cmd.args(["speed", "-seconds"])
-        .arg(seconds.to_string())
-        .arg(alg)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: sched_setaffinity is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || sys::pin_to(cpu));
-    }
-    let out = cmd.output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = openssl_speed_output(&[alg], seconds, cpu)?;
     // "rsa 2048 bits 0.000998s 0.000030s 1002.0 33112.5": times, then rates.
     text.lines()
         .filter(|l| l.contains(line))
