@@ -12,25 +12,27 @@
 //!   it; the network is not read while it holds anything.
 //!
 //! The network and application buffers start at one page and grow to
-//! their full size at the first read that fills them: an idle or
-//! interactive session (SMTP commands, IMAP) then never touches, and so
-//! never dirties, the 64 KiB a bulk transfer uses (the three-idle-sessions
-//! rows of bench/README.md). The other two are empty until something
-//! goes into them, and grow to what it needs.
+//! their full size at the first read that fills them, and the other two
+//! are empty until something goes into them and grow to what it needs:
+//! an idle or interactive session (SMTP commands, IMAP) then never
+//! touches, and so never dirties, the 32 KiB each way a bulk transfer
+//! reads and the records encrypted from such a read (the
+//! three-idle-sessions rows of bench/README.md).
 
 use nix::errno::Errno;
 use std::os::fd::BorrowedFd;
 
-/// Bytes read from the network in one call, once grown: more than a
-/// record of the largest size, which must fit whole to be decrypted.
-const NET_READ: usize = 32 * 1024;
+/// The largest TLS record on the wire: header, 16 KiB, and the most
+/// overhead TLS 1.2 allows. A record must be whole in the network buffer
+/// to be decrypted.
+const MAX_RECORD: usize = 5 + 16384 + 2048;
+/// The network buffer once grown: a read of 32 KiB and room for a whole
+/// record after it (see [`NetBuffer::fill_from`]).
+const NET_SIZE: usize = 32 * 1024 + MAX_RECORD;
 /// Bytes read from the application in one call, once grown.
 const APP_READ: usize = 32 * 1024;
 /// What each read buffer holds until a read fills it.
 const FIRST_READ: usize = 4 * 1024;
-/// The largest TLS record on the wire: header, 16 KiB, and the most
-/// overhead TLS 1.2 allows.
-const MAX_RECORD: usize = 5 + 16384 + 2048;
 /// The most the network buffer ever holds: the largest handshake message
 /// rustls takes (its header and 64 KiB) with the headers and overhead of
 /// the records it came in, and what follows it of the next record. Only a
@@ -149,18 +151,21 @@ impl NetBuffer {
     /// it (a large handshake message), up to [`NET_MOST`].
     pub fn fill_from(&mut self, fd: BorrowedFd<'_>) -> Result<usize, Errno> {
         debug_assert!(!self.is_full());
-        if self.start > 0 {
-            // Only a partial record, or a handshake message being joined,
-            // is left: what rustls needs whole must be contiguous.
+        // What is pending is a partial record, or a handshake message
+        // being joined: it must grow contiguously. It moves to the front
+        // only when the room after it could not take a whole record: a
+        // bulk read mostly ends inside a record, and moving that part at
+        // every read would copy about as much as the read brought.
+        if self.start > 0 && self.buf.len() - self.end < MAX_RECORD {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         let size = self.buf.len();
         if self.end == size {
-            self.buf.resize((size * 2).clamp(NET_READ, NET_MOST), 0);
-        } else if self.full_read && size < NET_READ {
-            self.buf.resize(NET_READ, 0);
+            self.buf.resize((size * 2).clamp(NET_SIZE, NET_MOST), 0);
+        } else if self.full_read && size < NET_SIZE {
+            self.buf.resize(NET_SIZE, 0);
         }
         let room = self.buf.len() - self.end;
         let n = nix::unistd::read(fd, &mut self.buf[self.end..])?;
@@ -220,6 +225,12 @@ impl OutBuffer {
         if self.sent == self.end {
             self.sent = 0;
             self.end = 0;
+            // Kept for the next full read only: a handshake flight or an
+            // interactive session's records would otherwise stay
+            // allocated, and dirty, for the whole session.
+            if self.buf.len() < APP_READ {
+                self.buf = Vec::new();
+            }
         }
     }
 }

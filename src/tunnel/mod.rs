@@ -40,8 +40,8 @@
 //!   the close rules name them.
 //! - `records.rs`: rustls's unbuffered API for both roles, and what is
 //!   done in each of its states: records decrypted in place in our network
-//!   buffer, their plaintext written from there to the application, our
-//!   records encoded and encrypted into our outgoing buffer.
+//!   buffer, the plaintext rustls hands out written to the application,
+//!   our records encoded and encrypted into our outgoing buffer.
 //! - `down.rs` and `up.rs`: what moves each direction's bytes, and its
 //!   transitions; this file: the loop that runs both and rustls, and the
 //!   poll.

@@ -1,10 +1,12 @@
 //! rustls's unbuffered API, for either role: the [`Connection`], and
 //! what the tunnel does in each state rustls reaches when it looks at the
-//! records we hold. rustls keeps no data of its own: it decrypts in place
-//! in our network buffer, encodes and encrypts into our outgoing buffer,
-//! and hands over each record's plaintext, which goes from there straight
-//! to the application (or, if the application cannot take it now, into
-//! the held plaintext).
+//! records we hold. rustls keeps no records of its own: it decrypts in
+//! place in our network buffer, and encodes and encrypts into our
+//! outgoing buffer. It still copies out each record's plaintext (rustls
+//! 0.23 does, into a `Vec` of its own) and each record it encrypts (from
+//! one of its own into ours): the plaintext goes from there straight to
+//! the application, or, if the application cannot take it now, stays in
+//! rustls, or is held when rustls must get past it.
 
 use super::buffers::{Held, OutBuffer, ReadBuffer};
 use super::state::AppOut;
