@@ -269,3 +269,92 @@ impl Held {
         self.start = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    fn pipe_with(bytes: &[u8]) -> (OwnedFd, OwnedFd) {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::fcntl::fcntl(
+            &r,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let mut left = bytes;
+        while !left.is_empty() {
+            left = &left[nix::unistd::write(&w, left).unwrap()..];
+        }
+        (r, w)
+    }
+
+    #[test]
+    fn network_buffer_starts_small_and_grows_at_a_full_read() {
+        let mut net = Buffers::new().net;
+        let (r, _w) = pipe_with(&[7; 60 * 1024]);
+        assert_eq!(net.fill_from(r.as_fd()).unwrap(), FIRST_READ);
+        assert!(net.was_full_read());
+        assert_eq!(net.fill_from(r.as_fd()).unwrap(), NET_SIZE - FIRST_READ);
+        assert_eq!(net.pending().len(), NET_SIZE);
+    }
+
+    #[test]
+    fn a_partial_record_moves_only_when_no_whole_record_fits_after_it() {
+        let mut net = Buffers::new().net;
+        let (r, w) = pipe_with(&[1; FIRST_READ]);
+        net.fill_from(r.as_fd()).unwrap();
+        let mut more = vec![2; NET_SIZE - FIRST_READ - MAX_RECORD];
+        more[..3].copy_from_slice(b"abc");
+        nix::unistd::write(&w, &more).unwrap();
+        net.fill_from(r.as_fd()).unwrap();
+        // A record taken: what follows stays where it is while a whole
+        // record still fits after it.
+        net.consume(FIRST_READ);
+        nix::unistd::write(&w, &[3; 10]).unwrap();
+        net.fill_from(r.as_fd()).unwrap();
+        assert_eq!(net.start, FIRST_READ);
+        // Then it moves to the front.
+        nix::unistd::write(&w, &[4; 5]).unwrap();
+        net.fill_from(r.as_fd()).unwrap();
+        assert_eq!(net.start, 0);
+        assert_eq!(&net.pending()[..3], b"abc");
+        assert_eq!(net.pending().len(), more.len() + 15);
+    }
+
+    #[test]
+    fn network_buffer_holds_a_large_handshake_message_then_is_full() {
+        let mut net = Buffers::new().net;
+        let (r, w) = pipe_with(&[]);
+        let mut total = 0;
+        while !net.is_full() {
+            let chunk = vec![5; 16 * 1024];
+            nix::unistd::write(&w, &chunk).unwrap();
+            while let Ok(n) = net.fill_from(r.as_fd()) {
+                total += n;
+                if net.is_full() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(total, NET_MOST);
+        assert_eq!(net.pending().len(), NET_MOST);
+    }
+
+    #[test]
+    fn outgoing_buffer_is_freed_unless_a_full_read_needs_it_again() {
+        let mut out = Buffers::new().out;
+        out.reserve(3000);
+        out.room()[..3000].fill(1);
+        out.wrote(3000);
+        out.consume(1000);
+        assert_eq!(out.pending().len(), 2000);
+        out.consume(2000);
+        assert!(out.is_empty());
+        assert_eq!(out.buf.capacity(), 0);
+        out.reserve(APP_READ + 44);
+        out.wrote(APP_READ + 44);
+        out.consume(APP_READ + 44);
+        assert_eq!(out.buf.len(), APP_READ + 44);
+    }
+}
