@@ -155,10 +155,10 @@ impl NetBuffer {
         debug_assert!(!self.is_full());
         // What is pending is a partial record, or a handshake message
         // being joined: it must grow contiguously. It moves to the front
-        // only when the room after it could not take a whole record: a
-        // bulk read mostly ends inside a record, and moving that part at
-        // every read would copy about as much as the read brought.
-        if self.start > 0 && self.buf.len() - self.end < MAX_RECORD {
+        // only when the room after it could not take a full read: a bulk
+        // read mostly ends inside a record, and moving that part at every
+        // read would copy about as much as the read brought.
+        if self.start > 0 && self.buf.len() - self.end < NET_READ {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -170,7 +170,11 @@ impl NetBuffer {
             self.buf.resize(NET_SIZE, 0);
         }
         // The room beyond one read is for the record a read ends in: a
-        // read takes no more than the engine ever read at once.
+        // read takes no more than the engine ever read at once. Reads of
+        // up to 50 KiB left more of the peer's data waiting in the socket
+        // when the application stopped reading, and the linger then
+        // lasted as long as the peer kept sending (tlsd_io_hostile's
+        // app_exiting_mid_transfer failed at times).
         let room = (self.buf.len() - self.end).min(NET_READ);
         let n = nix::unistd::read(fd, &mut self.buf[self.end..self.end + room])?;
         self.end += n;
@@ -305,16 +309,16 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_record_moves_only_when_no_whole_record_fits_after_it() {
+    fn a_partial_record_moves_only_when_no_full_read_fits_after_it() {
         let mut net = Buffers::new().net;
         let (r, w) = pipe_with(&[1; FIRST_READ]);
         net.fill_from(r.as_fd()).unwrap();
-        let mut more = vec![2; NET_SIZE - FIRST_READ - MAX_RECORD];
+        let mut more = vec![2; NET_SIZE - FIRST_READ - NET_READ];
         more[..3].copy_from_slice(b"abc");
         nix::unistd::write(&w, &more).unwrap();
         net.fill_from(r.as_fd()).unwrap();
-        // A record taken: what follows stays where it is while a whole
-        // record still fits after it.
+        // A record taken: what follows stays where it is while a full
+        // read still fits after it.
         net.consume(FIRST_READ);
         nix::unistd::write(&w, &[3; 10]).unwrap();
         net.fill_from(r.as_fd()).unwrap();
