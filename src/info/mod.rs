@@ -126,11 +126,7 @@ pub fn entries(conn: &rustls::CommonState, sni: Option<&str>) -> Vec<Entry> {
 /// the five comes whether a ticket resumed the session (as mod_ssl names
 /// it). A resumed session's PEER entries are the client certificate the
 /// original handshake verified: rustls restores it from the ticket.
-pub fn server_entries(conn: &rustls::Connection) -> Vec<Entry> {
-    let sni = match conn {
-        rustls::Connection::Server(server) => server.server_name(),
-        rustls::Connection::Client(_) => None,
-    };
+pub fn server_entries(conn: &rustls::CommonState, sni: Option<&str>) -> Vec<Entry> {
     let resumed = match conn.handshake_kind() {
         Some(rustls::HandshakeKind::Resumed) => "Resumed",
         _ => "Initial",

@@ -16,8 +16,7 @@ use crate::info;
 use crate::plumbing::fds::{check_open, close_all_but, own_fd, parse_fd};
 use crate::plumbing::privs;
 use crate::tls::{client, config, errors};
-use crate::tunnel::{Fds, Peer, Tunnel};
-use rustls::Connection;
+use crate::tunnel::{Connection, Fds, Peer, Tunnel};
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -49,8 +48,8 @@ pub const CLIENT: Role = Role {
 };
 
 fn server_connection(opts: &Options, log: &Log) -> Result<(Connection, Peer), Fatal> {
-    let config = config::server_config(opts, log)?;
-    let conn = rustls::ServerConnection::new(config).map_err(|e| {
+    let (config, sent_name) = config::server_config(opts, log)?;
+    let conn = rustls::server::UnbufferedServerConnection::new(config).map_err(|e| {
         Fatal::new(
             EXIT_SETUP,
             format!("unable to create TLS connection: {}", errors::describe(&e)),
@@ -58,7 +57,9 @@ fn server_connection(opts: &Options, log: &Log) -> Result<(Connection, Peer), Fa
     })?;
     let peer = Peer {
         called: "client",
-        entries: Box::new(info::server_entries),
+        entries: Box::new(move |conn: &rustls::CommonState| {
+            info::server_entries(conn, sent_name.get().as_deref())
+        }),
     };
     Ok((conn.into(), peer))
 }

@@ -9,7 +9,7 @@ use crate::cli::opts::Options;
 use crate::info;
 use crate::tls::errors;
 use crate::tls::pki::{self, env_path};
-use crate::tunnel::Peer;
+use crate::tunnel::{Connection, Peer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
     verify_server_cert_signed_by_trust_anchor, verify_server_name, ResolvesClientCert, Resumption,
@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 use rustls::{
-    ClientConfig, Connection, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
+    ClientConfig, CommonState, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
 };
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -205,7 +205,8 @@ pub fn client_config(opts: &Options, log: &Log) -> Result<Client, Fatal> {
 /// entries that describe the server's certificate when it was verified.
 pub fn connect(opts: &Options, log: &Log) -> Result<(Connection, Peer), Fatal> {
     let client = client_config(opts, log)?;
-    let conn = rustls::ClientConnection::new(client.config, client.server_name).map_err(|e| {
+    let conn = rustls::client::UnbufferedClientConnection::new(client.config, client.server_name)
+        .map_err(|e| {
         Fatal::new(
             EXIT_SETUP,
             format!("unable to create TLS connection: {}", errors::describe(&e)),
@@ -214,7 +215,7 @@ pub fn connect(opts: &Options, log: &Log) -> Result<(Connection, Peer), Fatal> {
     let (sni, verified) = (client.sni, client.verified);
     let peer = Peer {
         called: "server",
-        entries: Box::new(move |conn: &Connection| {
+        entries: Box::new(move |conn: &CommonState| {
             info::client_entries(conn, sni.as_deref(), verified)
         }),
     };

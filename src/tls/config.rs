@@ -9,7 +9,7 @@ use crate::cli::log::Log;
 use crate::cli::opts::{ClientCert, Options};
 use crate::tls::errors::describe;
 use crate::tls::pki::env_path;
-use crate::tls::sni::{self, Selector};
+use crate::tls::sni::{self, Selector, SentName};
 use crate::tls::{ocsp, pki, tickets};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -33,9 +33,10 @@ fn staple(
 }
 
 /// Loads every key, certificate, trust anchor and OCSP response the
-/// options call for and returns the finished configuration; warnings
-/// (responses not stapled) go to `log`.
-pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fatal> {
+/// options call for and returns the finished configuration, with where
+/// the name the client sends will be; warnings (responses not stapled) go
+/// to `log`.
+pub fn server_config(opts: &Options, log: &Log) -> Result<(Arc<ServerConfig>, SentName), Fatal> {
     let plain = if opts.sni_level >= 2 {
         None
     } else {
@@ -158,7 +159,9 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_cert_resolver(Arc::new(Selector::new(loaded, default)));
+    let selector = Selector::new(loaded, default);
+    let sent = selector.sent_name();
+    let mut config = builder.with_cert_resolver(Arc::new(selector));
     config.ignore_client_order = true;
     // One process per connection: a server-side session cache would die
     // with it, so sessions resume only from tickets sealed with the key
@@ -171,5 +174,5 @@ pub fn server_config(opts: &Options, log: &Log) -> Result<Arc<ServerConfig>, Fat
         }
         None => config.send_tls13_tickets = 0,
     }
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), sent))
 }

@@ -1,14 +1,15 @@
 //! Certificate selection by the client's SNI: the `KEYFILE:name` /
 //! `CERTFILE:name` pairs found in the environment, name normalisation, and
 //! the matching order of doc/s6-tlsd-io.md (exact name, then a one-label
-//! `*.parent` wildcard, then the plain pair, else no certificate).
+//! `*.parent` wildcard, then the plain pair, else no certificate); and
+//! the name the client sent, as the selection saw it.
 
 use crate::cli::error::Fatal;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Lowercases a DNS name and drops one trailing dot; `None` if nothing is left.
 pub fn normalize(name: &str) -> Option<String> {
@@ -138,6 +139,28 @@ pub fn matches(pattern: &str, host: &str) -> bool {
 pub struct Selector {
     named: Vec<(String, Arc<CertifiedKey>)>,
     default: Option<Arc<CertifiedKey>>,
+    sent: SentName,
+}
+
+/// The name the client sent (its SNI), once a certificate was chosen for
+/// it. rustls's unbuffered server connection does not tell it, but hands
+/// it to the selection at every handshake, resumed or not, just as it
+/// keeps it. One process serves one connection: the configuration's
+/// selector sees only that connection's.
+#[derive(Debug, Default, Clone)]
+pub struct SentName(Arc<Mutex<Option<String>>>);
+
+impl SentName {
+    pub fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, name: Option<&str>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = name.map(str::to_owned);
+    }
 }
 
 impl Selector {
@@ -145,7 +168,16 @@ impl Selector {
         named: Vec<(String, Arc<CertifiedKey>)>,
         default: Option<Arc<CertifiedKey>>,
     ) -> Self {
-        Selector { named, default }
+        Selector {
+            named,
+            default,
+            sent: SentName::default(),
+        }
+    }
+
+    /// Where the name the client sent will be.
+    pub fn sent_name(&self) -> SentName {
+        self.sent.clone()
     }
 
     pub fn select(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
@@ -169,6 +201,7 @@ impl Selector {
 
 impl ResolvesServerCert for Selector {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.sent.set(hello.server_name());
         self.select(hello.server_name())
     }
 }

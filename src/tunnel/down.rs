@@ -1,12 +1,14 @@
-//! Network to application: reading the peer, feeding rustls, delivering
-//! the plaintext, and the transitions of [`Down`] (close_notify, EOF, a
-//! failed record, the application no longer reading).
+//! Network to application: reading the peer into the network buffer
+//! (rustls decrypts there, see `records.rs`), delivering the plaintext
+//! the application could not take at once, and the transitions of
+//! [`Down`] (close_notify, EOF, a failed record, the application no
+//! longer reading).
 
 use super::state::Down;
-use super::{sending, Delivery, Tunnel};
+use super::Tunnel;
 use crate::cli::error::Fatal;
 use nix::errno::Errno;
-use std::io::{self, BufRead};
+use rustls::InvalidMessage;
 use std::os::fd::AsFd;
 
 /// A fatal decode_error alert record, in plaintext (RFC 8446, 6.2).
@@ -19,35 +21,38 @@ impl Tunnel {
         !self.handshake_done || self.down.is_open()
     }
 
-    /// Network to application: deliver decrypted data, feed rustls what
-    /// we hold, read the socket when both are empty.
+    /// Network to application, once rustls has done what it could with
+    /// the records we hold: deliver the held plaintext, see the end of
+    /// the peer's data, read the socket when nothing decrypted waits.
     pub(super) fn net_to_app(&mut self) -> Result<bool, Fatal> {
-        let mut progress = false;
-        loop {
-            if self.handshake_done && self.down.is_closed() {
-                return Ok(progress);
-            }
-            match self.deliver()? {
-                Delivery::Blocked => return Ok(progress),
-                Delivery::Some => {
-                    progress = true;
-                    continue;
-                }
-                Delivery::Empty => {}
-            }
-            if !self.buffers.net.pending().is_empty() {
-                self.feed_rustls()?;
-                progress = true;
-                continue;
-            }
-            if !self.reads_network() || !self.net.readable {
-                return Ok(progress);
-            }
-            if !self.read_net()? {
-                return Ok(progress);
-            }
-            progress = true;
+        let progress = self.deliver_held()?;
+        if self.plaintext_waiting() {
+            return Ok(progress);
         }
+        if self.down.out().is_some() {
+            if self.net.close_notify {
+                // Everything before the close_notify is delivered.
+                self.down.stop_delivering();
+                return Ok(true);
+            }
+            if matches!(self.down, Down::Draining(_)) {
+                // EOF without close_notify, all delivered.
+                return self.unclean_eof();
+            }
+        }
+        if !self.reads_network() {
+            return Ok(progress);
+        }
+        if self.buffers.net.is_full() {
+            self.fail(rustls::Error::InvalidMessage(
+                InvalidMessage::HandshakePayloadTooLarge,
+            ))?;
+            return Ok(true);
+        }
+        if !self.net.readable {
+            return Ok(progress);
+        }
+        Ok(self.read_net()? || progress)
     }
 
     /// Reads the socket; false if nothing came (would block).
@@ -58,9 +63,9 @@ impl Tunnel {
                     self.on_peer_eof()?;
                     return Ok(true);
                 }
-                Ok(n) => {
+                Ok(_) => {
                     self.clock.activity();
-                    if !self.buffers.net.is_full_read(n) {
+                    if !self.buffers.net.was_full_read() {
                         self.net.readable = false;
                     }
                     return Ok(true);
@@ -75,62 +80,40 @@ impl Tunnel {
         }
     }
 
-    /// Hands the bytes we hold to rustls and processes them.
-    fn feed_rustls(&mut self) -> Result<(), Fatal> {
-        let mut pending = self.buffers.net.pending();
-        let taken = match self.conn.read_tls(&mut pending) {
-            Ok(n) => n,
-            Err(e) => {
-                self.alert_if_rustls_did_not();
-                return Err(self.tls_failure(&e.to_string()));
-            }
+    /// rustls failed on what the peer sent.
+    pub(super) fn fail(&mut self, e: rustls::Error) -> Result<(), Fatal> {
+        if let rustls::Error::InvalidMessage(_) = e {
+            self.alert_if_rustls_did_not();
+        }
+        let error = self.tls_failure(&crate::tls::errors::describe(&e));
+        if !self.handshake_done {
+            return Err(error);
+        }
+        // The records before the bad one were authentic: deliver their
+        // plaintext first (see failure_due), and read nothing more.
+        let out = match std::mem::replace(&mut self.down, Down::Closed) {
+            Down::Open(out) | Down::Draining(out) => Some(out),
+            Down::Failed { out, .. } => out,
+            Down::Closed => None,
         };
-        self.buffers.net.consume(taken);
-        self.process()
-    }
-
-    fn process(&mut self) -> Result<(), Fatal> {
-        let processed = self.conn.process_new_packets();
-        // One batch of records can complete the handshake, carry
-        // application data, and end with a bad record: the handshake is
-        // done even if the batch then failed.
-        if !self.handshake_done && !self.conn.is_handshaking() {
-            self.on_handshake();
-        }
-        if let Err(e) = processed {
-            if let rustls::Error::InvalidMessage(_) = e {
-                self.alert_if_rustls_did_not();
-            }
-            let error = self.tls_failure(&crate::tls::errors::describe(&e));
-            if !self.handshake_done {
-                return Err(error);
-            }
-            // The records before the bad one were authentic, and rustls
-            // may have decrypted several at once: deliver their plaintext
-            // first (see failure_due), and read nothing more.
-            self.buffers.net.discard();
-            let out = match std::mem::replace(&mut self.down, Down::Closed) {
-                Down::Open(out) | Down::Draining(out) => Some(out),
-                Down::Failed { out, .. } => out,
-                Down::Closed => None,
-            };
-            self.down = Down::Failed { out, error };
-        }
+        self.down = Down::Failed { out, error };
         Ok(())
     }
 
     /// rustls sends no alert for a first message it cannot take because
-    /// of its size (more than its buffer holds, or announcing more than a
-    /// handshake message may hold), where an OpenSSL server does. Before
-    /// anything is negotiated nothing is encrypted: the alert can be ours,
-    /// in plaintext, and the peer learns why instead of seeing a bare EOF.
+    /// of its size (announcing more than a handshake message may hold),
+    /// where an OpenSSL server does; nor do we for one larger than our
+    /// buffer. Before anything is negotiated nothing is encrypted: the
+    /// alert can be ours, in plaintext, and the peer learns why instead of
+    /// seeing a bare EOF.
     fn alert_if_rustls_did_not(&mut self) {
         if self.conn.protocol_version().is_some() || self.conn.wants_write() {
             return;
         }
-        if let Some(fd) = sending(&self.up, &self.net) {
-            let _ = nix::unistd::write(fd, &DECODE_ERROR_ALERT);
-        }
+        let out = &mut self.buffers.out;
+        out.reserve(DECODE_ERROR_ALERT.len());
+        out.room()[..DECODE_ERROR_ALERT.len()].copy_from_slice(&DECODE_ERROR_ALERT);
+        out.wrote(DECODE_ERROR_ALERT.len());
     }
 
     /// The pending TLS error, once nothing decrypted before it is left to
@@ -148,21 +131,19 @@ impl Tunnel {
         }
     }
 
-    pub(super) fn plaintext_waiting(&mut self) -> bool {
-        matches!(self.conn.reader().fill_buf(), Ok(c) if !c.is_empty())
+    pub(super) fn plaintext_waiting(&self) -> bool {
+        self.record_waiting || !self.buffers.held.is_empty()
     }
 
     fn on_peer_eof(&mut self) -> Result<(), Fatal> {
         self.net.eof = true;
         self.net.readable = false;
-        // Let rustls see the EOF so it can tell close_notify from truncation.
-        let _ = self.conn.read_tls(&mut io::empty());
         if !self.handshake_done {
             return Err(Fatal::tls(
                 "TLS handshake failed: peer closed the connection",
             ));
         }
-        self.process()?;
+        // What rustls has not taken is a partial record: it never comes.
         if let Down::Open(_) = self.down {
             let Down::Open(out) = std::mem::replace(&mut self.down, Down::Closed) else {
                 unreachable!("matched above");
@@ -172,67 +153,45 @@ impl Tunnel {
         Ok(())
     }
 
-    /// Writes decrypted data to the application.
-    fn deliver(&mut self) -> Result<Delivery, Fatal> {
-        let draining = matches!(self.down, Down::Draining(_));
+    /// Writes the held plaintext to the application; dropped if nobody
+    /// reads it any more.
+    fn deliver_held(&mut self) -> Result<bool, Fatal> {
+        let held = &mut self.buffers.held;
         let Some(out) = self.down.out() else {
-            // Nobody to deliver to (only reachable during the handshake,
-            // when there is no application data yet, or after a failure).
-            return Ok(Delivery::Empty);
+            held.clear();
+            return Ok(false);
         };
-        let mut reader = self.conn.reader();
-        let chunk = match reader.fill_buf() {
-            Ok([]) => {
-                // close_notify received: everything before it is delivered.
-                self.net.close_notify = true;
-                self.down.stop_delivering();
-                return Ok(Delivery::Blocked);
-            }
-            Ok(chunk) => chunk,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if draining {
-                    // EOF without close_notify, all delivered.
-                    return self.unclean_eof();
-                }
-                return Ok(Delivery::Empty);
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return self.unclean_eof(),
-            Err(e) => return Err(self.tls_failure(&e.to_string())),
-        };
-        if !out.writable {
-            return Ok(Delivery::Blocked);
+        if held.is_empty() || !out.writable {
+            return Ok(false);
         }
-        match nix::unistd::write(&out.fd, chunk) {
-            Ok(n) => {
-                reader.consume(n);
-                Ok(Delivery::Some)
+        loop {
+            match nix::unistd::write(&out.fd, held.pending()) {
+                Ok(n) => {
+                    held.consume(n);
+                    return Ok(true);
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {
+                    out.writable = false;
+                    return Ok(false);
+                }
+                Err(Errno::EPIPE) => {
+                    self.app_stopped_reading();
+                    return Ok(true);
+                }
+                Err(e) => return Err(Fatal::sys("write to application", e)),
             }
-            // Interrupted: nothing written, try again at once.
-            Err(Errno::EINTR) => Ok(Delivery::Some),
-            Err(Errno::EAGAIN) => {
-                out.writable = false;
-                Ok(Delivery::Blocked)
-            }
-            Err(Errno::EPIPE) => {
-                self.app_stopped_reading();
-                Ok(Delivery::Blocked)
-            }
-            Err(e) => Err(Fatal::sys("write to application", e)),
         }
     }
 
-    fn unclean_eof(&mut self) -> Result<Delivery, Fatal> {
-        if self.down.failed() {
-            // The failure, not the EOF after it, is the story.
-            return Ok(Delivery::Empty);
-        }
+    fn unclean_eof(&mut self) -> Result<bool, Fatal> {
         if self.opts.enforce_close_notify {
             return Err(Fatal::tls(
                 "remote closed connection without a close_notify",
             ));
         }
         self.down = Down::Closed;
-        Ok(Delivery::Blocked)
+        Ok(true)
     }
 
     /// The application closed its reading end: nothing we receive can be

@@ -5,21 +5,22 @@
 //! That input exists when we stopped reading before the peer's EOF (the
 //! application stopped reading, `-S` under TLS 1.2, a failure) and the
 //! peer kept sending. So before the descriptors are closed: push out what
-//! rustls still holds (after a failure: the alert), half-close, then
+//! is still to be sent (after a failure: the alert, which rustls encodes
+//! for us now), half-close, then
 //! discard the peer's input until its EOF or until everything we sent is
 //! acknowledged. On a descriptor that is not a TCP socket there is
 //! nothing to wait for.
 
+use super::buffers::{NetBuffer, OutBuffer};
 use super::clock::{self, Clock};
+use super::records::{Connection, Io, Outcome};
 use super::state::Network;
-use super::sys::{queued_input, socket_failed, unacked_output, wait_for, FdWriter};
+use super::sys::{queued_input, socket_failed, unacked_output, wait_for};
 use crate::cli::error::Fatal;
 use crate::cli::log::Log;
 use nix::errno::Errno;
 use nix::poll::PollFlags;
 use nix::sys::socket::{shutdown, Shutdown};
-use rustls::Connection;
-use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,9 @@ pub(super) enum Limit {
 pub(super) struct Linger<'a> {
     pub conn: &'a mut Connection,
     pub net: &'a Network,
-    pub scratch: &'a mut [u8],
+    /// What rustls had not consumed; then scratch space.
+    pub incoming: &'a mut NetBuffer,
+    pub out: &'a mut OutBuffer,
     pub clock: &'a mut Clock,
     pub log: &'a Log,
 }
@@ -57,6 +60,7 @@ impl Linger<'_> {
         // Our FIN after our last bytes (it may have been sent already).
         let _ = shutdown(output.as_raw_fd(), Shutdown::Write);
         let input = self.net.input.as_fd();
+        let scratch = self.incoming.scratch();
         if self.net.eof || (self.net.close_notify && queued_input(input) == Some(0)) {
             return Ok(());
         }
@@ -66,7 +70,7 @@ impl Linger<'_> {
         self.log
             .debug("waiting for the peer to acknowledge our last bytes");
         loop {
-            if discard_queued(input, self.scratch) {
+            if discard_queued(input, scratch) {
                 return Ok(());
             }
             let pending = match unacked_output(output) {
@@ -103,16 +107,17 @@ impl Linger<'_> {
         }
     }
 
-    /// Writes what rustls still holds, as far as the deadline allows.
+    /// Writes what is still to be sent, as far as the deadline allows.
     fn flush(&mut self, deadline: Instant) {
         let Some(output) = self.net.output.as_ref().map(|fd| fd.as_fd()) else {
             return;
         };
-        while self.conn.wants_write() {
-            match self.conn.write_tls(&mut FdWriter(output)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+        self.encode_queued();
+        while !self.out.is_empty() {
+            match nix::unistd::write(output, self.out.pending()) {
+                Ok(n) => self.out.consume(n),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return;
@@ -120,6 +125,28 @@ impl Linger<'_> {
                     let _ = wait_for(output, PollFlags::POLLOUT, clock::poll_timeout(left));
                 }
                 Err(_) => return,
+            }
+        }
+    }
+
+    /// Has rustls encode what it queued (the alert of a failure) into the
+    /// outgoing buffer. It hands that out before it looks at any further
+    /// record, and nothing is looked at once that is done.
+    fn encode_queued(&mut self) {
+        let mut nothing_wanted = false;
+        while self.conn.wants_write() {
+            let mut io = Io {
+                out: self.out,
+                plain: None,
+                close_notify: &mut nothing_wanted,
+                sink: None,
+                hold_back: false,
+                must_pass: true,
+            };
+            let (done, outcome) = self.conn.step(self.incoming.pending(), &mut io);
+            self.incoming.consume(done);
+            if !matches!(outcome, Ok(Outcome::Progress)) {
+                return;
             }
         }
     }

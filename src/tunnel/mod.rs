@@ -7,23 +7,28 @@
 //!
 //! The loop is the same for both roles; the caller hands it what differs:
 //!
-//! - the connection, as a [`rustls::Connection`] (`Connection::Server` or
-//!   `Connection::Client`), freshly made from the role's configuration;
+//! - the connection, as a [`Connection`] (`Connection::Server` or
+//!   `Connection::Client`, over rustls's unbuffered connections), freshly
+//!   made from the role's configuration;
 //! - the four descriptors, already owned, in [`Fds`]: which numbers are
 //!   the network and which the application is the caller's business
 //!   (fds 0/1 and `fdr fdw` for s6-tlsd-io, the reverse for s6-tlsc-io),
 //!   plus the optional notification descriptor;
 //! - a [`Peer`]: what the information string says about the finished
-//!   handshake (for the server, [`info::server_entries`]; a client builds
-//!   its entries with [`info::entries`] and the name it sent), and how the
+//!   handshake (for the server, [`info::server_entries`] with the name the
+//!   client sent, which the certificate selector saw; a client builds its
+//!   entries with [`info::entries`] and the name it sent), and how the
 //!   handshake summary at -v2 names the peer.
 //!
 //! ```no_run
 //! # use s6_tls::{cli::{log::Log, opts::Options}, info, tunnel::{Fds, Peer, Tunnel}};
 //! # fn f(config: std::sync::Arc<rustls::ServerConfig>, fds: Fds, opts: &Options, log: Log)
 //! # -> Result<(), s6_tls::cli::error::Fatal> {
-//! let conn = rustls::ServerConnection::new(config).expect("a usable configuration");
-//! let peer = Peer { called: "client", entries: Box::new(info::server_entries) };
+//! let conn = rustls::server::UnbufferedServerConnection::new(config).expect("a usable configuration");
+//! let peer = Peer {
+//!     called: "client",
+//!     entries: Box::new(|conn: &rustls::CommonState| info::server_entries(conn, None)),
+//! };
 //! Tunnel::new(conn.into(), peer, opts, fds, log)?.run()
 //! # }
 //! ```
@@ -33,15 +38,23 @@
 //! - `state.rs`: the network connection and the state of each direction
 //!   (network to application: `Down`; application to network: `Up`), as
 //!   the close rules name them.
+//! - `records.rs`: rustls's unbuffered API for both roles, and what is
+//!   done in each of its states: records decrypted in place in our network
+//!   buffer, the plaintext rustls hands out written to the application,
+//!   our records encoded and encrypted into our outgoing buffer.
 //! - `down.rs` and `up.rs`: what moves each direction's bytes, and its
-//!   transitions; this file: the loop that runs both, and the poll.
-//! - `buffers.rs`: the two buffers, one read each.
+//!   transitions; this file: the loop that runs both and rustls, and the
+//!   poll.
+//! - `buffers.rs`: the buffers (rustls keeps none of its own), each
+//!   bounded: the network is read only when rustls needs more and no
+//!   plaintext waits; the application only when all we encrypted is
+//!   sent.
 //! - `clock.rs`: `-K` and `--handshake-timeout`.
 //! - `linger.rs`: the end, whatever ended the tunnel (a normal end or an
-//!   error): the queued alert written, the half-close, and the peer's
-//!   input discarded until its EOF or until our last bytes are
+//!   error): the queued alert encoded and written, the half-close, and
+//!   the peer's input discarded until its EOF or until our last bytes are
 //!   acknowledged, so that no TCP reset destroys them.
-//! - `sys.rs`: non-blocking mode, kernel queue lengths, `writev`.
+//! - `sys.rs`: non-blocking mode, kernel queue lengths.
 //!
 //! Network to application ends when the peer's close_notify or EOF has
 //! been delivered (then the application's reading end is closed), or when
@@ -55,6 +68,7 @@ mod buffers;
 mod clock;
 mod down;
 mod linger;
+mod records;
 mod state;
 mod sys;
 mod up;
@@ -69,11 +83,13 @@ use linger::{Limit, Linger};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::socket::{setsockopt, sockopt};
-use rustls::Connection;
+use records::{Io, Outcome, Sink};
 use state::{AppOut, Down, Network, Up};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 use sys::{set_nonblocking, write_all_blocking};
+
+pub use records::Connection;
 
 /// The four descriptors of the tunnel, whatever their numbers, and the
 /// one the information string goes to after the handshake.
@@ -95,7 +111,7 @@ pub struct Peer {
 }
 
 /// Builds the information entries from a finished connection.
-pub type Describe = dyn FnOnce(&Connection) -> Vec<info::Entry>;
+pub type Describe = dyn FnOnce(&rustls::CommonState) -> Vec<info::Entry>;
 
 pub struct Tunnel {
     conn: Connection,
@@ -110,34 +126,26 @@ pub struct Tunnel {
     buffers: Buffers,
     clock: Clock,
     handshake_done: bool,
-}
-
-/// What one attempt to deliver plaintext did.
-enum Delivery {
-    /// Some bytes went to the application.
-    Some,
-    /// Nothing decrypted is waiting.
-    Empty,
-    /// The application cannot take more now (or is gone).
-    Blocked,
+    /// A record's plaintext waits in rustls (the application cannot take
+    /// it now), as of the last look at the records.
+    record_waiting: bool,
+    /// A close_notify is to be queued at rustls's next chance.
+    close_notify_wanted: bool,
 }
 
 impl Tunnel {
     pub fn new(
-        mut conn: Connection,
+        conn: Connection,
         peer: Peer,
         opts: &Options,
         fds: Fds,
         log: Log,
     ) -> Result<Self, Fatal> {
-        // We bound both buffers ourselves: the application is read only
-        // after the handshake and only when everything before is sent.
-        conn.set_buffer_limit(None);
         set_nonblocking(fds.net_in.as_fd(), "network input")?;
         set_nonblocking(fds.net_out.as_fd(), "network output")?;
         set_nonblocking(fds.app_in.as_fd(), "application input")?;
         set_nonblocking(fds.app_out.as_fd(), "application output")?;
-        // Each flight goes out in one writev; Nagle could only delay it.
+        // Each flight goes out in one write; Nagle could only delay it.
         let _ = setsockopt(&fds.net_out, sockopt::TcpNoDelay, &true);
         Ok(Tunnel {
             conn,
@@ -164,6 +172,8 @@ impl Tunnel {
             buffers: Buffers::new(),
             clock: Clock::new(opts),
             handshake_done: false,
+            record_waiting: false,
+            close_notify_wanted: false,
         })
     }
 
@@ -184,7 +194,8 @@ impl Tunnel {
         let lingered = Linger {
             conn: &mut self.conn,
             net: &self.net,
-            scratch: self.buffers.net.scratch(),
+            incoming: &mut self.buffers.net,
+            out: &mut self.buffers.out,
             clock: &mut self.clock,
             log: &self.log,
         }
@@ -222,12 +233,87 @@ impl Tunnel {
     /// Moves every byte that can move without blocking.
     fn pump(&mut self) -> Result<(), Fatal> {
         loop {
-            let mut progress = self.net_to_app()?;
+            let mut progress = self.drive()?;
+            progress |= self.net_to_app()?;
             progress |= self.app_to_net()?;
             progress |= self.flush_net()?;
             progress |= self.close_transitions();
             if !progress {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Lets rustls work on what we hold until it needs the network or
+    /// the application: the records read, their plaintext delivered, our
+    /// records encoded and the application's cleartext encrypted.
+    fn drive(&mut self) -> Result<bool, Fatal> {
+        let mut progress = false;
+        // The information string goes out before the first plaintext.
+        let mut hold_back = !self.handshake_done;
+        loop {
+            let failed = self.down.failed();
+            // After a failure rustls only hands out its alert: any record
+            // it looked at could fail again, with a second alert.
+            if failed && !self.conn.wants_write() {
+                return Ok(progress);
+            }
+            let must_pass =
+                !self.buffers.app.is_empty() || self.close_notify_wanted || self.conn.wants_write();
+            let Tunnel {
+                conn,
+                buffers,
+                down,
+                close_notify_wanted,
+                ..
+            } = self;
+            let Buffers {
+                net,
+                app,
+                out,
+                held,
+            } = buffers;
+            let mut io = Io {
+                out,
+                // Nothing more is encrypted once a record failed.
+                plain: (!failed).then_some(app),
+                close_notify: close_notify_wanted,
+                sink: down.out().map(|app| Sink { app, held }),
+                hold_back,
+                must_pass,
+            };
+            let (done, outcome) = conn.step(net.pending(), &mut io);
+            net.consume(done);
+            // One step can finish the handshake and go on to application
+            // data, or to a bad record: the handshake is done even then.
+            let announced = !self.handshake_done && !self.conn.is_handshaking();
+            if announced {
+                self.on_handshake();
+                hold_back = false;
+                progress = true;
+            }
+            self.record_waiting = false;
+            match outcome? {
+                Outcome::Progress => progress = true,
+                Outcome::Idle => return Ok(progress),
+                // Announced now, or not to be: the plaintext can go.
+                Outcome::Waiting if announced || hold_back => hold_back = false,
+                Outcome::Waiting => {
+                    self.record_waiting = true;
+                    return Ok(progress);
+                }
+                Outcome::PeerClosed => {
+                    self.net.close_notify = true;
+                    progress = true;
+                }
+                Outcome::AppGone => {
+                    self.app_stopped_reading();
+                    progress = true;
+                }
+                Outcome::Failed(e) => {
+                    self.fail(e)?;
+                    progress = true;
+                }
             }
         }
     }
@@ -285,18 +371,16 @@ impl Tunnel {
             return Err(self.timed_out(timeout));
         }
         let plaintext_waiting = self.plaintext_waiting();
-        let want_net_read = self.reads_network()
-            && !self.net.readable
-            && self.buffers.net.pending().is_empty()
-            && !plaintext_waiting;
-        let want_net_write = self.conn.wants_write() && !self.net.writable;
+        let want_net_read = self.reads_network() && !self.net.readable && !plaintext_waiting;
+        let want_net_write = !self.buffers.out.is_empty() && !self.net.writable;
         let want_app_read = matches!(
             self.up,
             Up::Open {
                 readable: false,
                 ..
             }
-        ) && !self.conn.wants_write()
+        ) && self.buffers.out.is_empty()
+            && self.buffers.app.is_empty()
             && !self.down.failed();
         // Before the handshake the application is not read, but its
         // hanging up is watched for.

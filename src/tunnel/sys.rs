@@ -1,30 +1,11 @@
 //! The system calls the tunnel makes on its descriptors beyond plain
-//! reads and writes: non-blocking mode, the kernel's queue lengths, and a
-//! `Write` that lets rustls send a whole flight in one `writev`.
+//! reads and writes: non-blocking mode and the kernel's queue lengths.
 
 use crate::cli::error::Fatal;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::sockopt;
-use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
-
-/// `io::Write` over a raw descriptor, so rustls can `writev` whole flights.
-pub(super) struct FdWriter<'a>(pub BorrowedFd<'a>);
-
-impl Write for FdWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(nix::unistd::write(self.0, buf)?)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        Ok(nix::sys::uio::writev(self.0, bufs)?)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 pub(super) fn set_nonblocking(fd: BorrowedFd<'_>, what: &str) -> Result<(), Fatal> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};

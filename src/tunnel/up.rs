@@ -1,14 +1,15 @@
 //! Application to network: reading the application once the handshake is
-//! done, sending what rustls has encrypted, and the transitions of [`Up`]
-//! (the application's EOF, close_notify, the half-close).
+//! done (rustls encrypts it into the outgoing buffer, see `records.rs`),
+//! sending the outgoing buffer, and the transitions of [`Up`] (the
+//! application's EOF, close_notify, the half-close).
 
 use super::state::Up;
-use super::sys::{queued_input, FdWriter};
+use super::sys::queued_input;
 use super::{sending, Tunnel};
 use crate::cli::error::{describe_io, Fatal, EXIT_SYS};
 use nix::errno::Errno;
 use nix::sys::socket::{shutdown, Shutdown};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
 impl Tunnel {
@@ -29,14 +30,19 @@ impl Tunnel {
         }
     }
 
-    /// Application to network: read cleartext while rustls's backlog is small.
+    /// Application to network: read cleartext, for rustls to encrypt at
+    /// its next step.
     pub(super) fn app_to_net(&mut self) -> Result<bool, Fatal> {
         let Up::Open { fdr, readable } = &mut self.up else {
             return Ok(false);
         };
         // Only read more once everything encrypted so far is on the wire:
         // the backlog never exceeds one read.
-        if !*readable || self.down.failed() || self.conn.wants_write() {
+        if !*readable
+            || self.down.failed()
+            || !self.buffers.out.is_empty()
+            || !self.buffers.app.is_empty()
+        {
             return Ok(false);
         }
         let buf = &mut self.buffers.app;
@@ -52,10 +58,6 @@ impl Tunnel {
                     *readable = false;
                 }
                 self.clock.activity();
-                self.conn
-                    .writer()
-                    .write_all(buf.get(n))
-                    .map_err(|e| self.tls_failure(&e.to_string()))?;
                 Ok(true)
             }
             Err(Errno::EINTR) => Ok(true),
@@ -67,21 +69,27 @@ impl Tunnel {
         }
     }
 
-    /// Sends what rustls has encrypted.
+    /// Sends the outgoing buffer, as far as the network takes it.
     pub(super) fn flush_net(&mut self) -> Result<bool, Fatal> {
         let mut progress = false;
-        while self.net.writable && self.conn.wants_write() {
+        while self.net.writable && !self.buffers.out.is_empty() {
             let Some(fd) = sending(&self.up, &self.net) else {
                 return Ok(progress);
             };
-            match self.conn.write_tls(&mut FdWriter(fd)) {
-                Ok(_) => progress = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.net.writable = false,
+            match nix::unistd::write(fd, self.buffers.out.pending()) {
+                Ok(n) => {
+                    self.buffers.out.consume(n);
+                    progress = true;
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => self.net.writable = false,
                 Err(e) => {
                     return Err(Fatal::new(
                         EXIT_SYS,
-                        format!("unable to write to network: {}", describe_io(&e)),
+                        format!(
+                            "unable to write to network: {}",
+                            describe_io(&io::Error::from(e))
+                        ),
                     ))
                 }
             }
@@ -89,23 +97,27 @@ impl Tunnel {
         Ok(progress)
     }
 
+    /// Records are still to be encoded or written.
+    fn sends_pending(&self) -> bool {
+        !self.buffers.out.is_empty() || self.conn.wants_write() || self.close_notify_wanted
+    }
+
     /// After the application's EOF and a full flush: close_notify with
     /// -S, then (once that is flushed too) the half-close.
     pub(super) fn close_transitions(&mut self) -> bool {
+        if !self.handshake_done || self.down.failed() || self.sends_pending() {
+            return false;
+        }
         let Up::Ending {
             close_notify_queued,
         } = &mut self.up
         else {
             return false;
         };
-        if !self.handshake_done || self.down.failed() || self.conn.wants_write() {
-            return false;
-        }
         if !*close_notify_queued {
             *close_notify_queued = true;
-            if self.opts.close_notify {
-                self.conn.send_close_notify();
-            }
+            // rustls encrypts it at its next step.
+            self.close_notify_wanted = self.opts.close_notify;
             return true;
         }
         self.up = Up::Closed;
