@@ -6,10 +6,9 @@
 //! application stopped reading, `-S` under TLS 1.2, a failure) and the
 //! peer kept sending. So before the descriptors are closed: push out what
 //! is still to be sent (after a failure: the alert, which rustls encodes
-//! for us now), half-close, then
-//! discard the peer's input until its EOF or until everything we sent is
-//! acknowledged. On a descriptor that is not a TCP socket there is
-//! nothing to wait for.
+//! for us now), half-close, then discard the peer's input until its EOF
+//! or until everything we sent is acknowledged. On a descriptor that is
+//! not a TCP socket there is nothing to wait for.
 
 use super::buffers::{NetBuffer, OutBuffer};
 use super::clock::{self, Clock};
